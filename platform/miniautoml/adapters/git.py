@@ -1,0 +1,59 @@
+"""The workspace's git repository: metadata commits and revisions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from miniautoml.errors import MiniAutoMLError
+
+# A commit needs an identity; fresh CI machines have none configured.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "MiniAutoML",
+    "GIT_AUTHOR_EMAIL": "miniautoml@localhost",
+    "GIT_COMMITTER_NAME": "MiniAutoML",
+    "GIT_COMMITTER_EMAIL": "miniautoml@localhost",
+}
+
+
+def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    for key, value in _IDENTITY.items():
+        env.setdefault(key, value)
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise MiniAutoMLError(f"git {args[0]} failed in {repo}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def is_repo_root(path: Path) -> bool:
+    proc = _git(path, "rev-parse", "--show-toplevel", check=False)
+    return proc.returncode == 0 and Path(proc.stdout.strip()).resolve() == path.resolve()
+
+
+def init(path: Path) -> None:
+    _git(path, "init", "-q", "-b", "main")
+
+
+def commit(repo: Path, paths: list[str], message: str) -> str:
+    """Commit exactly `paths` (other staged work of the user is left alone); returns the sha."""
+    _git(repo, "add", "-A", "--", *paths)
+    if not _git(repo, "diff", "--cached", "--quiet", "--", *paths, check=False).returncode:
+        return rev(repo)  # nothing changed
+    _git(repo, "commit", "-q", "--no-verify", "-m", message, "--", *paths)
+    return rev(repo)
+
+
+def rev(repo: Path) -> str:
+    proc = _git(repo, "rev-parse", "HEAD", check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def restore(repo: Path, paths: list[str]) -> None:
+    """Put `paths` back to HEAD: tracked files restored, untracked (not ignored) files removed."""
+    if _git(repo, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode == 0:
+        tracked = _git(repo, "ls-tree", "-r", "--name-only", "HEAD", "--", *paths).stdout.split()
+        if tracked:
+            _git(repo, "checkout", "-q", "HEAD", "--", *paths)
+    _git(repo, "clean", "-q", "-f", "-d", "--", *paths)

@@ -1,0 +1,76 @@
+"""`miniautoml` entry point. Command groups load lazily so `--help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from miniautoml.errors import MiniAutoMLError
+
+# group name -> module under miniautoml.cli holding a click object named `group`
+GROUPS = {
+    "init": "workspace",
+    "dataset": "dataset",
+    "train": "train",
+    "runs": "runs",
+    "models": "models",
+    "serve": "serve",
+    "predict": "serve",
+    "bento": "bento",
+    "lab": "lab",
+    "up": "stack",
+    "down": "stack",
+    "status": "stack",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(GROUPS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module_name = GROUPS.get(name)
+        if module_name is None:
+            return None
+        try:
+            module = importlib.import_module(f"miniautoml.cli.{module_name}")
+        except ModuleNotFoundError:
+            return None  # the command group is not built yet
+        return getattr(module, "commands")[name]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--workspace",
+    "-w",
+    envvar="MINIAUTOML_WORKSPACE",
+    type=click.Path(file_okay=False),
+    help="Workspace directory (default: $MINIAUTOML_WORKSPACE, else the current git checkout).",
+)
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None) -> None:
+    """MiniAutoML: datasets (DVC) -> training (MLflow) -> serving (BentoML)."""
+    ctx.obj = {"workspace": workspace}
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="miniautoml", standalone_mode=False)
+    except MiniAutoMLError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

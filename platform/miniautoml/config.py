@@ -1,0 +1,139 @@
+"""Workspace and storage settings, resolved in one place.
+
+Order of precedence: explicit argument > environment > `<workspace>/miniautoml.toml` > defaults.
+Keys are read from the environment only; they are written to DVC's `--local` config, never to git.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from miniautoml.errors import UserInputError
+
+# The source checkout (editable install): holds MLproject, training_code/, bentos/, params/.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_FILE = "miniautoml.toml"
+STATE_DIR = ".miniautoml"  # git-ignored: MLflow DB, artifacts, BentoML store, locks, local remote
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where bytes live. `endpoint is None` means the embedded default: a local DVC remote."""
+
+    endpoint: str | None = None
+    bucket: str = "miniautoml"
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    region: str = "us-east-1"
+
+    @property
+    def is_s3(self) -> bool:
+        return self.endpoint is not None
+
+    def s3_env(self) -> dict[str, str]:
+        """Environment for boto-based clients (DVC, MLflow artifacts) talking to this endpoint."""
+        if not self.is_s3:
+            return {}
+        env = {"MLFLOW_S3_ENDPOINT_URL": self.endpoint or "", "AWS_DEFAULT_REGION": self.region}
+        if self.access_key:
+            env["AWS_ACCESS_KEY_ID"] = self.access_key
+        if self.secret_key:
+            env["AWS_SECRET_ACCESS_KEY"] = self.secret_key
+        return env
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace: Path
+    storage: StorageSettings
+    tracking_uri: str
+    artifact_root: str
+    bentoml_home: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / STATE_DIR
+
+    @property
+    def local_remote(self) -> Path:
+        return self.state_dir / "dvc-remote"
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment for child processes (mlflow run, bentoml serve, dvc) of this workspace."""
+        env = {
+            "MINIAUTOML_WORKSPACE": str(self.workspace),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "BENTOML_HOME": str(self.bentoml_home),
+        }
+        env.update(self.storage.s3_env())
+        return env
+
+
+def find_workspace(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace: explicit dir, else $MINIAUTOML_WORKSPACE, else the current git checkout."""
+    chosen = explicit or os.environ.get("MINIAUTOML_WORKSPACE")
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        return Path(top).resolve()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return Path.cwd().resolve()
+
+
+def _file_settings(workspace: Path) -> dict:
+    path = workspace / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
+    ws = find_workspace(workspace)
+    conf = _file_settings(ws)
+    storage_conf = conf.get("storage", {})
+    endpoint = _env("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT") or storage_conf.get("endpoint")
+    if endpoint and "://" not in endpoint:
+        endpoint = "http://" + endpoint  # MinIO users often give host:port
+    storage = StorageSettings(
+        endpoint=endpoint or None,
+        bucket=_env("MINIAUTOML_S3_BUCKET", "MINIO_BUCKET") or storage_conf.get("bucket", "miniautoml"),
+        access_key=_env("AWS_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "MINIO_ROOT_USER"),
+        secret_key=_env("AWS_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"),
+        region=_env("AWS_DEFAULT_REGION") or storage_conf.get("region", "us-east-1"),
+    )
+    state = ws / STATE_DIR
+    mlflow_conf = conf.get("mlflow", {})
+    tracking_uri = (
+        _env("MLFLOW_TRACKING_URI")
+        or mlflow_conf.get("tracking_uri")
+        or f"sqlite:///{state / 'mlflow.db'}"
+    )
+    artifact_root = mlflow_conf.get("artifact_root") or (
+        f"s3://{storage.bucket}/mlflow" if storage.is_s3 else (state / "mlartifacts").as_uri()
+    )
+    bentoml_home = Path(_env("BENTOML_HOME") or conf.get("bentoml", {}).get("home") or state / "bentoml")
+    return Settings(
+        workspace=ws,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        bentoml_home=bentoml_home,
+    )
