@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,15 +21,25 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 @contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """DVC's hints ("To track the changes with git...") would corrupt our JSON on stdout."""
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+@contextlib.contextmanager
 def open_repo(settings: Settings) -> Iterator["Repo"]:
     from dvc.repo import Repo
 
     os.environ.update(settings.storage.s3_env())
-    repo = Repo(str(settings.workspace))
-    try:
-        yield repo
-    finally:
-        repo.close()
+    with _quiet():
+        repo = Repo(str(settings.workspace))
+        repo.scm_context.quiet = True
+        try:
+            yield repo
+        finally:
+            repo.close()
 
 
 def init(settings: Settings) -> None:
@@ -35,7 +47,8 @@ def init(settings: Settings) -> None:
     from dvc.repo import Repo
 
     if not (settings.workspace / ".dvc").is_dir():
-        Repo.init(str(settings.workspace)).close()
+        with _quiet():
+            Repo.init(str(settings.workspace)).close()
     configure_remote(settings)
 
 

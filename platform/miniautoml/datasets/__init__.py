@@ -1,0 +1,35 @@
+"""Dataset management: immutable commits, version hashes and snapshots over git + DVC."""
+
+from miniautoml.datasets.records import (
+    CommitInfo,
+    DatasetSummary,
+    DatasetType,
+    SnapshotVersion,
+    VersionedSnapshot,
+)
+from miniautoml.datasets.service import (
+    create_dataset,
+    delete_dataset,
+    fetch_snapshot,
+    list_datasets,
+    prepare_snapshot,
+    show_dataset,
+    update_dataset,
+)
+from miniautoml.datasets.version_hash import version_hash
+
+__all__ = [
+    "CommitInfo",
+    "DatasetSummary",
+    "DatasetType",
+    "SnapshotVersion",
+    "VersionedSnapshot",
+    "create_dataset",
+    "delete_dataset",
+    "fetch_snapshot",
+    "list_datasets",
+    "prepare_snapshot",
+    "show_dataset",
+    "update_dataset",
+    "version_hash",
+]

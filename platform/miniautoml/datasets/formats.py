@@ -1,0 +1,156 @@
+"""Dataset formats: validation of user files, per-commit statistics and snapshot merging.
+
+TEXT_INTENT: UTF-8 CSV rows `text,label` (headerless as in the book, or with a `text,label`
+header), `"` quoting, multi-label as `label1;label2`. GENERIC: any files, kept as parts.
+Every error names the file and line so the user can fix the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from miniautoml.datasets.records import DatasetType
+from miniautoml.errors import UserInputError
+
+EXAMPLES = "examples.csv"
+LABELS = "labels.json"
+HEADER = ["text", "label"]
+
+
+@dataclass
+class Example:
+    text: str
+    labels: list[str]
+
+
+def parse_type(value: str) -> DatasetType:
+    try:
+        return DatasetType(value.upper())
+    except ValueError:
+        allowed = " or ".join(t.value for t in DatasetType)
+        raise UserInputError(f"dataset type {value!r} unknown: expected {allowed}") from None
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise UserInputError(f"{path}: file not found")
+    if not path.is_file():
+        raise UserInputError(f"{path}: not a regular file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise UserInputError(f"{path}: file is empty")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserInputError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+
+
+def iter_intents(path: Path) -> Iterator[Example]:
+    """Yield validated examples of a TEXT_INTENT CSV; raise on the first bad row."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
+    row_start = 1
+    first = True
+    try:
+        for row in reader:
+            line, row_start = row_start, reader.line_num + 1
+            if not row or row == [""]:
+                continue  # blank line
+            if first:
+                first = False
+                if [c.strip().lower() for c in row] == HEADER:
+                    continue
+            if len(row) != 2:
+                raise UserInputError(
+                    f"{path}:{line}: expected 2 columns (text,label), found {len(row)}"
+                )
+            text, label_field = row[0].strip(), row[1].strip()
+            if not text:
+                raise UserInputError(f"{path}:{line}: empty text")
+            labels = [lab.strip() for lab in label_field.split(";")]
+            if not label_field or not all(labels):
+                raise UserInputError(f"{path}:{line}: empty label")
+            yield Example(text, labels)
+    except csv.Error as exc:
+        raise UserInputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+
+
+def intent_statistics(examples: Iterator[Example], path: Path) -> dict:
+    counts: Counter[str] = Counter()
+    n = 0
+    for ex in examples:
+        n += 1
+        counts.update(ex.labels)
+    if n == 0:
+        raise UserInputError(f"{path}: no examples (only a header or blank lines)")
+    return {"numExamples": n, "numLabels": len(counts), "labels": dict(sorted(counts.items()))}
+
+
+def validate_files(dataset_type: DatasetType, files: list[Path]) -> dict:
+    """Check user files fully before anything is written; return the commit's statistics."""
+    if not files:
+        raise UserInputError("--file: at least one file is required")
+    if dataset_type is DatasetType.TEXT_INTENT:
+        if len(files) != 1:
+            raise UserInputError("--file: a TEXT_INTENT commit takes exactly one CSV file")
+        return intent_statistics(iter_intents(files[0]), files[0])
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise UserInputError(f"--file: two files share a name: {sorted(names)}")
+    total = 0
+    for f in files:
+        _read_text(f) if f.suffix == ".csv" else _check_exists(f)
+        total += f.stat().st_size
+    return {"numFiles": len(files), "numBytes": total}
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise UserInputError(f"{path}: file not found")
+
+
+def write_commit(dataset_type: DatasetType, files: list[Path], dest: Path) -> None:
+    """Copy the validated files byte for byte into a commit directory."""
+    dest.mkdir(parents=True)
+    if dataset_type is DatasetType.TEXT_INTENT:
+        shutil.copyfile(files[0], dest / EXAMPLES)
+    else:
+        for f in files:
+            shutil.copyfile(f, dest / f.name)
+
+
+def write_snapshot(dataset_type: DatasetType, commit_dirs: list[tuple[str, Path]], dest: Path) -> tuple[list[str], dict]:
+    """Merge commits into `dest`; returns (parts, statistics).
+
+    TEXT_INTENT: one examples.csv plus labels.json, labels unified by name across commits.
+    GENERIC: each commit's files as parts named `<commit>-<file>`.
+    """
+    dest.mkdir(parents=True)
+    if dataset_type is DatasetType.GENERIC:
+        parts, total = [], 0
+        for cid, cdir in commit_dirs:
+            for f in sorted(cdir.iterdir()):
+                name = f"{cid}-{f.name}"
+                shutil.copyfile(f, dest / name)
+                parts.append(name)
+                total += f.stat().st_size
+        return parts, {"numFiles": len(parts), "numBytes": total}
+    counts: Counter[str] = Counter()
+    n = 0
+    with open(dest / EXAMPLES, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        for _cid, cdir in commit_dirs:
+            for ex in iter_intents(cdir / EXAMPLES):
+                writer.writerow([ex.text, ";".join(ex.labels)])
+                counts.update(ex.labels)
+                n += 1
+    labels = sorted(counts)
+    (dest / LABELS).write_text(json.dumps(labels, ensure_ascii=False, indent=0), encoding="utf-8")
+    return [EXAMPLES, LABELS], {"numExamples": n, "numLabels": len(labels), "labels": dict(sorted(counts.items()))}

@@ -1,0 +1,117 @@
+"""Where dataset metadata and bytes sit in a workspace, and how a broken mutation is undone.
+
+    data/datasets/index.json                 next dataset id (ids are never reused)
+    data/datasets/<id>/dataset.json          the dataset's metadata, commits and snapshots (git)
+    data/datasets/<id>/commits/<c>/          a commit's files (DVC; <c>.dvc in git)
+    data/datasets/<id>/snapshots/<hash>/     a prepared selection, merged (DVC; .dvc in git)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from miniautoml.adapters import git
+from miniautoml.config import Settings
+from miniautoml.errors import NotFoundError, UserInputError
+
+DATASETS_DIR = "data/datasets"
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+
+def root(settings: Settings) -> Path:
+    return settings.workspace / DATASETS_DIR
+
+
+def dataset_dir(settings: Settings, dataset_id: str) -> Path:
+    return root(settings) / dataset_id
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Atomic write: a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def all_metadata(settings: Settings) -> list[dict]:
+    base = root(settings)
+    if not base.is_dir():
+        return []
+    metas = [read_json(p / "dataset.json") for p in base.iterdir() if (p / "dataset.json").is_file()]
+    return sorted(metas, key=lambda m: int(m["dataset_id"]))
+
+
+def resolve(settings: Settings, dataset: str) -> dict:
+    """A dataset's metadata by id ("1") or name; unknown -> NotFoundError."""
+    dataset = str(dataset).strip()
+    if dataset.isdigit() and (dataset_dir(settings, dataset) / "dataset.json").is_file():
+        return read_json(dataset_dir(settings, dataset) / "dataset.json")
+    for meta in all_metadata(settings):
+        if meta["name"] == dataset:
+            return meta
+    raise NotFoundError(f"dataset {dataset!r} not found in workspace {settings.workspace}")
+
+
+def check_name(settings: Settings, name: str) -> None:
+    if not NAME_RE.match(name):
+        raise UserInputError(
+            f"dataset name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter"
+        )
+    if any(meta["name"] == name for meta in all_metadata(settings)):
+        raise UserInputError(f"dataset name {name!r}: a dataset with this name already exists")
+
+
+def next_id(settings: Settings) -> str:
+    index = root(settings) / "index.json"
+    known = [int(m["dataset_id"]) for m in all_metadata(settings)]
+    stored = read_json(index)["next_id"] if index.is_file() else 1
+    return str(max([stored, *(k + 1 for k in known)]))
+
+
+def save(settings: Settings, meta: dict) -> None:
+    write_json(dataset_dir(settings, meta["dataset_id"]) / "dataset.json", meta)
+    write_json(root(settings) / "index.json", {"next_id": int(next_id(settings))})
+
+
+def repair(settings: Settings) -> None:
+    """Undo whatever an interrupted mutation left: the last git commit is the truth.
+
+    Tracked metadata goes back to HEAD; commit and snapshot directories that HEAD's metadata does
+    not list (their bytes may be in the DVC cache, harmlessly) are removed.
+    """
+    base = root(settings)
+    if not base.is_dir():
+        return
+    git.restore(settings.workspace, [DATASETS_DIR])
+    for ds in base.iterdir():
+        if not ds.is_dir():
+            continue
+        meta_path = ds / "dataset.json"
+        if not meta_path.is_file():
+            shutil.rmtree(ds)
+            continue
+        meta = read_json(meta_path)
+        keep = {
+            "commits": {c["commit_id"] for c in meta["commits"]},
+            "snapshots": {s["dirname"] for s in meta.get("snapshots", {}).values()},
+        }
+        for kind, names in keep.items():
+            folder = ds / kind
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                stem = entry.name.removesuffix(".dvc")
+                if entry.name != ".gitignore" and stem not in names:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
