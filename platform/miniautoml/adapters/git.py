@@ -57,3 +57,8 @@ def restore(repo: Path, paths: list[str]) -> None:
         if tracked:
             _git(repo, "checkout", "-q", "HEAD", "--", *paths)
     _git(repo, "clean", "-q", "-f", "-d", "--", *paths)
+
+
+def dirty(repo: Path, paths: list[str]) -> bool:
+    """Whether `paths` differ from HEAD (modified, deleted or untracked-not-ignored files)."""
+    return bool(_git(repo, "status", "--porcelain", "--", *paths).stdout.strip())

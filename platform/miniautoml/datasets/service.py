@@ -23,6 +23,7 @@ from miniautoml.datasets.records import (
 )
 from miniautoml.datasets.version_hash import commit_ids, dirname, version_hash
 from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.faults import crash_point
 from miniautoml.workspace import ensure_workspace, locked
 
 Progress = Callable[[str], None]
@@ -55,6 +56,7 @@ def _as_paths(files: Path | str | list[Path | str]) -> list[Path]:
 
 def _track_and_push(settings: Settings, path: Path, progress: Progress) -> str:
     """DVC-track `path` and upload it; returns its DVC md5. Raises StorageError on outage."""
+    crash_point("before-dvc-add")
     with dvc.open_repo(settings) as repo:
         progress(f"hashing {path.relative_to(settings.workspace)}")
         md5 = dvc.add(repo, [path])[path]
@@ -62,12 +64,14 @@ def _track_and_push(settings: Settings, path: Path, progress: Progress) -> str:
             s3.ensure_bucket(settings.storage)
         progress("uploading to the DVC remote")
         dvc.push(repo, [path.with_name(path.name + ".dvc")])
+    crash_point("after-push")
     return md5
 
 
 def _commit_git(settings: Settings, meta: dict, message: str) -> None:
     ds = store.dataset_dir(settings, meta["dataset_id"]).relative_to(settings.workspace)
     index = (store.root(settings) / "index.json").relative_to(settings.workspace)
+    crash_point("before-git-commit")
     git.commit(settings.workspace, [str(ds), str(index)], message)
 
 
@@ -211,6 +215,7 @@ def _snapshot_version(meta: dict, vhash: str, selected: list[dict]) -> SnapshotV
 def _ensure_local(settings: Settings, dirs: list[Path], progress: Progress) -> None:
     missing = [d for d in dirs if not d.is_dir()]
     if missing:
+        ensure_workspace(settings)  # a fresh clone has no remote configured yet
         progress(f"downloading {len(missing)} item(s) from the DVC remote")
         with dvc.open_repo(settings) as repo:
             dvc.pull(repo, [d.with_name(d.name + ".dvc") for d in missing])

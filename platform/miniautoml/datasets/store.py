@@ -85,16 +85,35 @@ def save(settings: Settings, meta: dict) -> None:
     write_json(root(settings) / "index.json", {"next_id": int(next_id(settings))})
 
 
-def repair(settings: Settings) -> None:
-    """Undo whatever an interrupted mutation left: the last git commit is the truth.
+def _complete(ds: Path) -> bool:
+    """Saved metadata whose every commit and snapshot is DVC-tracked: its bytes were pushed,
+    because metadata is saved only after the push succeeded."""
+    try:
+        meta = read_json(ds / "dataset.json")
+    except (OSError, ValueError):
+        return False
+    return all((ds / "commits" / f"{c['commit_id']}.dvc").is_file() for c in meta["commits"]) and all(
+        (ds / "snapshots" / f"{s['dirname']}.dvc").is_file() for s in meta.get("snapshots", {}).values()
+    )
 
-    Tracked metadata goes back to HEAD; commit and snapshot directories that HEAD's metadata does
-    not list (their bytes may be in the DVC cache, harmlessly) are removed.
+
+def repair(settings: Settings) -> None:
+    """Finish or undo whatever an interrupted mutation left.
+
+    A mutation killed after saving its metadata only missed its git commit: that is made now.
+    Anything earlier is undone: tracked files go back to HEAD, and commit and snapshot directories
+    that the metadata does not list are removed (their bytes may stay in the DVC cache, harmlessly).
     """
     base = root(settings)
     if not base.is_dir():
         return
-    git.restore(settings.workspace, [DATASETS_DIR])
+    ws = settings.workspace
+    if git.dirty(ws, [DATASETS_DIR]):
+        done = [ds for ds in base.iterdir() if ds.is_dir() and git.dirty(ws, [str(ds.relative_to(ws) / "dataset.json")]) and _complete(ds)]
+        if done:
+            paths = [str(ds.relative_to(ws)) for ds in done] + [f"{DATASETS_DIR}/index.json"]
+            git.commit(ws, paths, "datasets: record a change interrupted before its git commit")
+        git.restore(ws, [DATASETS_DIR])
     for ds in base.iterdir():
         if not ds.is_dir():
             continue

@@ -1,0 +1,362 @@
+"""The runner: a detached process that drains the job queue, one `mlflow run` at a time.
+
+At most `max_runners` runners live per workspace; each holds an flock on a slot file in
+`<ws>/.miniautoml/runners/`, so a runner that dies (even SIGKILLed) frees its slot at once.
+`submit` spawns a runner when a slot is free; a runner exits when the queue is empty.
+
+Every job ends terminal: `mlflow run` marks FINISHED/FAILED when the trainer exits, and the
+runner marks FAILED/KILLED (with the exit code or signal and the last stderr line) whenever the
+run was left RUNNING or SCHEDULED, e.g. when the job's process group was SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from miniautoml.config import CONFIG_FILE, PROJECT_ROOT, Settings
+from miniautoml.errors import UserInputError
+from miniautoml.jobs import store
+from miniautoml.jobs.messages import failure_message
+from miniautoml.jobs.procs import ProcessRef
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+log = logging.getLogger("miniautoml.jobs.runner")
+
+MAX_RUNNERS_ENV = "MINIAUTOML_MAX_RUNNERS"
+DEFAULT_MAX_RUNNERS = 1
+STOP_GRACE_SECONDS = 10.0
+POLL_SECONDS = 0.2
+# Algorithm -> MLproject entry point.
+ENTRY_POINTS = {"intent-classification": "train"}
+# Variables a parent may carry that would make `mlflow run` or the trainer log to another run.
+_FOREIGN_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+def max_runners(settings: Settings) -> int:
+    """Concurrent runners per workspace: $MINIAUTOML_MAX_RUNNERS, else `[jobs] max_runners` in
+    miniautoml.toml, else 1. 0 queues jobs without launching them (start one with `train runner`)."""
+    raw = os.environ.get(MAX_RUNNERS_ENV)
+    source = MAX_RUNNERS_ENV
+    if raw in (None, ""):
+        from miniautoml.config import _file_settings
+
+        raw = _file_settings(settings.workspace).get("jobs", {}).get("max_runners", DEFAULT_MAX_RUNNERS)
+        source = f"{CONFIG_FILE} [jobs] max_runners"
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{source}={raw!r}: expected a whole number >= 0") from None
+    if value < 0:
+        raise UserInputError(f"{source}={raw!r}: expected a whole number >= 0")
+    return value
+
+
+def _slot_path(settings: Settings, slot: int) -> Path:
+    path = settings.state_dir / "runners"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / f"slot-{slot}.lock"
+
+
+def _try_lock(path: Path) -> IO[str] | None:
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def acquire_slot(settings: Settings, slots: int) -> IO[str] | None:
+    """Hold a free runner slot (the open, locked file) or None if all `slots` are taken."""
+    for slot in range(slots):
+        fh = _try_lock(_slot_path(settings, slot))
+        if fh is not None:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(ProcessRef.of(os.getpid()).encode())
+            fh.flush()
+            return fh
+    return None
+
+
+def release_slot(fh: IO[str]) -> None:
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def live_runners(settings: Settings) -> list[ProcessRef]:
+    """Runners holding a slot now (any slot file, whatever the current limit)."""
+    found = []
+    folder = settings.state_dir / "runners"
+    for path in sorted(folder.glob("slot-*.lock")) if folder.is_dir() else []:
+        fh = _try_lock(path)
+        if fh is not None:
+            release_slot(fh)
+            continue
+        ref = ProcessRef.decode(path.read_text().strip())
+        found.append(ref or ProcessRef(pid=0))
+    return found
+
+
+def _free_slot(settings: Settings, slots: int) -> bool:
+    for slot in range(slots):
+        fh = _try_lock(_slot_path(settings, slot))
+        if fh is not None:
+            fh.close()  # closing drops the flock
+            return True
+    return False
+
+
+def spawn_runner(settings: Settings) -> int:
+    """Start a detached runner process for the workspace; returns its pid."""
+    logfile = open(store.logs_dir(settings) / "runner.log", "ab")
+    env = _child_env(settings)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "miniautoml.jobs", "runner", "--workspace", str(settings.workspace)],
+        stdin=subprocess.DEVNULL,
+        stdout=logfile,
+        stderr=logfile,
+        env=env,
+        cwd=str(settings.workspace),
+        start_new_session=True,  # survives the submitting shell's Ctrl-C and exit
+        close_fds=True,
+    )
+    logfile.close()
+    return proc.pid
+
+
+def ensure_runner(settings: Settings) -> int | None:
+    """Spawn a runner if a slot is free (jobs may be waiting). Returns the new pid or None."""
+    slots = max_runners(settings)
+    if slots == 0 or not _free_slot(settings, slots):
+        return None
+    return spawn_runner(settings)
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    env.update(settings.tool_env())
+    # MLproject commands say `python`: make it this interpreter even when the venv is not active.
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _mlflow_command() -> list[str]:
+    exe = Path(sys.executable).with_name("mlflow")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
+
+
+def launch_command(run: "Run") -> list[str]:
+    """`mlflow run <project> -e train --env-manager local --experiment-id X --run-id ID -P ...`."""
+    import json
+
+    tags = run.data.tags
+    entry_point = ENTRY_POINTS[tags.get(store.ALGORITHM, "intent-classification")]
+    overrides = json.loads(tags.get(store.PARAMS) or "{}")
+    params = {
+        "dataset_id": tags.get(store.DATASET_ID, ""),
+        "version_hash": tags.get(store.VERSION_HASH, ""),
+        "model_name": tags.get(store.MODEL_NAME, ""),
+        "data_path": tags.get(store.DATA_PATH, ""),
+        "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()),
+    }
+    cmd = [*_mlflow_command(), "run", str(PROJECT_ROOT), "-e", entry_point, "--env-manager", "local",
+           "--experiment-id", run.info.experiment_id, "--run-id", run.info.run_id]
+    for key, value in params.items():
+        cmd += ["-P", f"{key}={value}"]
+    return cmd
+
+
+class Runner:
+    def __init__(self, settings: Settings):
+        from miniautoml.adapters import mlflow as mlflow_adapter
+
+        self.settings = settings
+        self.client: MlflowClient = mlflow_adapter.client(settings)
+        self.experiment_id = mlflow_adapter.ensure_experiment(settings)
+        self.me = ProcessRef.of(os.getpid())
+        self.stop_signal: int | None = None
+
+    # -- queue ---------------------------------------------------------------------------------
+    def claim_next(self) -> "Run | None":
+        with store.queue_lock(self.settings):
+            for run in store.queued(self.client, self.experiment_id):
+                store.set_tags(self.client, run.info.run_id, {
+                    store.STATE: store.STATE_LAUNCH,
+                    store.RUNNER: self.me.encode(),
+                    store.LAUNCHED_AT: str(store.now_ms()),
+                })
+                return self.client.get_run(run.info.run_id)
+        return None
+
+    def reconcile_orphans(self) -> None:
+        """Jobs left launched/running by a runner that died: mark them failed."""
+        for status in ("RUNNING", "SCHEDULED"):
+            for run in store.search_jobs(self.client, self.experiment_id, f"attributes.status = '{status}'"):
+                if store.orphaned(run):
+                    log.warning("job %s: runner died; marking it failed", run.info.run_id)
+                    store.mark_orphan_failed(self.client, run)
+
+    # -- one job -------------------------------------------------------------------------------
+    def run_job(self, run: "Run") -> str:
+        """Launch one claimed job, wait for it, leave it terminal. Returns the MLflow status."""
+        run_id = run.info.run_id
+        logs = store.logs_dir(self.settings)
+        out_path, err_path = logs / f"{run_id}.out.log", logs / f"{run_id}.err.log"
+        cmd = launch_command(run)
+        log.info("job %s: %s", run_id, " ".join(cmd))
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                cmd, cwd=str(PROJECT_ROOT), env=_child_env(self.settings), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True, close_fds=True,
+            )
+        ref = ProcessRef.of(proc.pid)
+        store.set_tags(self.client, run_id, {
+            store.PROCESS: ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
+        })
+        stopped_by_runner = False
+        while True:
+            try:
+                rc = proc.wait(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stop_signal is not None and not stopped_by_runner:
+                stopped_by_runner = True
+                _stop_group(proc)
+        _kill_leftovers(proc.pid)
+        return self.finalise(run_id, rc, err_path, stopped_by_runner)
+
+    def finalise(self, run_id: str, rc: int, err_path: Path, stopped_by_runner: bool = False) -> str:
+        run = self.client.get_run(run_id)
+        tags = run.data.tags
+        status = run.info.status
+        cancelled = tags.get(store.CANCEL) == "1"
+        final: dict[str, str] = {store.EXIT_CODE: str(rc)}
+        if rc == 0 and status in ("FINISHED", "RUNNING", "SCHEDULED") and not cancelled:
+            if status != "FINISHED":
+                self.client.set_terminated(run_id, "FINISHED")
+            model_name = tags.get(store.MODEL_NAME)
+            if model_name:
+                try:
+                    from miniautoml import registry
+
+                    version = registry.ensure_registered(
+                        self.settings, run_id, model_name,
+                        {"run_id": run_id, "dataset_id": tags.get(store.DATASET_ID, ""),
+                         "version_hash": tags.get(store.VERSION_HASH, "")},
+                    )
+                    final[store.MODEL_VERSION] = version.version
+                except Exception as exc:  # the job's contract includes the registered model
+                    log.exception("job %s: registering the model failed", run_id)
+                    final[store.MESSAGE] = f"training finished but registering model {model_name!r} failed: {exc}"
+                    self.client.set_terminated(run_id, "FAILED")
+            status = "FINISHED" if store.MESSAGE not in final else "FAILED"
+        else:
+            if stopped_by_runner:
+                message = f"runner stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name} while the job ran"
+            else:
+                message = failure_message(rc, err_path, cancelled=cancelled)
+            killed = cancelled or stopped_by_runner or rc < 0
+            target = "KILLED" if killed else "FAILED"
+            if status != target:
+                self.client.set_terminated(run_id, target)
+            final[store.MESSAGE] = message
+            status = target
+        self._attach_logs(run_id, err_path)
+        final[store.STATE] = store.STATE_DONE
+        store.set_tags(self.client, run_id, final)
+        log.info("job %s: %s (exit code %s)", run_id, status, rc)
+        return status
+
+    def _attach_logs(self, run_id: str, err_path: Path) -> None:
+        """Keep the job's output with the run (artifact `job_logs/`), best effort."""
+        for path in (err_path.with_name(err_path.name.replace(".err.", ".out.")), err_path):
+            try:
+                if path.is_file() and path.stat().st_size:
+                    self.client.log_artifact(run_id, str(path), "job_logs")
+            except Exception as exc:  # logs are a convenience; never fail the job for them
+                log.warning("job %s: could not upload %s: %s", run_id, path.name, exc)
+
+    # -- loop ----------------------------------------------------------------------------------
+    def serve(self, slots: int) -> int:
+        """Drain the queue while holding a slot; returns the number of jobs run."""
+        slot = acquire_slot(self.settings, slots)
+        if slot is None:
+            log.info("all %d runner slot(s) taken; exiting", slots)
+            return 0
+        done = 0
+        try:
+            self.reconcile_orphans()
+            while self.stop_signal is None:
+                run = self.claim_next()
+                if run is None:
+                    # Release, then look once more: a submit that saw our slot taken before we
+                    # released it has already queued its job, and one after will spawn a runner.
+                    release_slot(slot)
+                    slot = None
+                    if not store.queued(self.client, self.experiment_id):
+                        break
+                    slot = acquire_slot(self.settings, slots)
+                    if slot is None:
+                        break
+                    continue
+                self.run_job(run)
+                done += 1
+        finally:
+            if slot is not None:
+                release_slot(slot)
+        return done
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the job's process group, SIGKILL it after a grace period."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _kill_leftovers(proc.pid)
+
+
+def _kill_leftovers(pgid: int) -> None:
+    """A SIGKILLed `mlflow run` leaves its trainer running: end the whole group."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def main(settings: Settings, slots: int | None = None) -> int:
+    """Entry of `python -m miniautoml.jobs runner`: drain the queue, then exit."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner[%(process)d] %(levelname)s %(message)s")
+    runner = Runner(settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        runner.stop_signal = signum
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    count = runner.serve(slots if slots is not None else max(1, max_runners(settings)))
+    log.info("queue drained after %d job(s); exiting", count)
+    return count

@@ -1,0 +1,97 @@
+"""Dataset commits on a real S3-protocol server (moto_server, or minio when installed)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, start_s3_server
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    a = tmp_path / "a.csv"
+    a.write_text("hello,greet\nbye,bye\n", encoding="utf-8")
+    b = tmp_path / "b.csv"
+    b.write_text("thanks,thank\n", encoding="utf-8")
+    return a, b
+
+
+def objects(endpoint: str, bucket: str) -> list[str]:
+    from minio import Minio
+
+    client = Minio(endpoint.removeprefix("http://"), access_key="testing", secret_key="testing-secret", secure=False)
+    return [o.object_name for o in client.list_objects(bucket, recursive=True)]
+
+
+def test_commits_and_snapshots_land_in_the_bucket(cli, s3_server, data):
+    env = s3_server.env()
+    out = cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env)
+    assert out.returncode == 0, out.stderr
+    cli("dataset", "update", "intents", "--file", str(data[1]), env=env)
+    snap = cli("dataset", "fetch", "intents", "hashBg==", env=env).json
+    assert snap["source"].startswith(f"s3://{env['MINIAUTOML_S3_BUCKET']}/dvc/files/md5/")
+    keys = objects(s3_server.endpoint, env["MINIAUTOML_S3_BUCKET"])
+    md5 = snap["dvc_md5"]
+    assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}" in keys
+    assert len(keys) >= 6  # 3 directory manifests + their files
+
+
+def test_keys_stay_out_of_git(cli, workspace, s3_server, data):
+    cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=s3_server.env())
+    tracked = subprocess.run(["git", "-C", str(workspace), "grep", "-l", "testing-secret"], capture_output=True, text=True)
+    assert tracked.stdout == ""
+    assert "testing-secret" in (workspace / ".dvc" / "config.local").read_text()
+
+
+def test_fresh_clone_pulls_a_commit_from_s3(cli, workspace, tmp_path, s3_server, data):
+    env = s3_server.env()
+    created = cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env).json
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(workspace), str(clone)], check=True)
+    assert run_cli(clone, "init", env=env).returncode == 0  # writes the clone's local remote config
+    dvc = str(Path(subprocess.sys.executable).parent / "dvc")
+    pulled = subprocess.run([dvc, "pull", created["commits"][0]["path"] + ".dvc"], cwd=clone, capture_output=True, text=True, env={**__import__("os").environ, **env})
+    assert pulled.returncode == 0, pulled.stderr
+    assert (clone / created["commits"][0]["path"] / "examples.csv").read_text() == data[0].read_text()
+
+
+def test_fresh_clone_fetches_snapshot_through_the_service(cli, workspace, tmp_path, s3_server, data):
+    env = s3_server.env()
+    cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env)
+    vhash = cli("dataset", "prepare", "intents", env=env).json["version_hash"]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(workspace), str(clone)], check=True)
+    snap = run_cli(clone, "dataset", "fetch", "intents", vhash, env=env)
+    assert snap.returncode == 0, snap.stderr
+    assert (Path(snap.json["root"]) / "examples.csv").read_text() == "hello,greet\nbye,bye\n"
+
+
+def test_storage_outage_records_nothing_and_the_retry_succeeds(cli, workspace, tmp_path, data):
+    server = start_s3_server(tmp_path)
+    env = server.env(bucket="outage")
+    try:
+        assert cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env).returncode == 0
+        server.stop()
+        failed = cli("dataset", "update", "intents", "--file", str(data[1]), env=env)
+        assert failed.returncode == 3
+        assert "storage" in failed.error_line and "Traceback" not in failed.stderr
+        assert len(cli("dataset", "show", "intents").json["commits"]) == 1
+        assert subprocess.run(["git", "-C", str(workspace), "status", "--porcelain"], capture_output=True, text=True).stdout == ""
+        server = start_s3_server(tmp_path, port=server.port)
+        retried = cli("dataset", "update", "intents", "--file", str(data[1]), env=env)
+        assert retried.returncode == 0, retried.stderr
+        assert [c["commit_id"] for c in retried.json["commits"]] == ["1", "2"]
+    finally:
+        server.stop()
+
+
+def test_storage_outage_on_create_leaves_no_dataset(cli, tmp_path, data):
+    server = start_s3_server(tmp_path)
+    env = server.env(bucket="down")
+    server.stop()
+    failed = cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env)
+    assert failed.returncode == 3 and "unreachable" in failed.error_line
+    assert cli("dataset", "list").json == []
