@@ -74,6 +74,8 @@ def configure_remote(settings: Settings) -> None:
     with config.edit("repo") as conf:
         conf.setdefault("core", {})["remote"] = REMOTE
         conf.setdefault("core", {})["autostage"] = False
+        # Commits and snapshots are immutable: link them from the cache instead of copying.
+        conf.setdefault("cache", {})["type"] = "reflink,hardlink,copy"
     with config.edit("local") as conf:
         conf.setdefault("core", {})["site_cache_dir"] = str(settings.state_dir / "dvc-site-cache")
         conf.setdefault("remote", {})[REMOTE] = local

@@ -76,12 +76,10 @@ def _commit_git(settings: Settings, meta: dict, message: str) -> None:
 
 
 def _add_commit(
-    settings: Settings, meta: dict, files: list[Path], message: str, tags: dict[str, str], progress: Progress
+    settings: Settings, meta: dict, files: list[Path], statistics: dict, message: str, tags: dict[str, str], progress: Progress
 ) -> None:
-    """Append a commit to `meta` and persist it. On any failure the workspace is repaired."""
+    """Append a commit of validated `files` to `meta` and persist it; on any failure, repair."""
     dtype = DatasetType(meta["dataset_type"])
-    progress(f"validating {', '.join(map(str, files))}")
-    statistics = formats.validate_files(dtype, files)
     cid = str(len(meta["commits"]) + 1)
     cdir = store.dataset_dir(settings, meta["dataset_id"]) / "commits" / cid
     try:
@@ -120,7 +118,8 @@ def create_dataset(
     """A new dataset whose commit 1 ("Initial commit") holds `files`."""
     dtype = formats.parse_type(dataset_type.value if isinstance(dataset_type, DatasetType) else dataset_type)
     paths = _as_paths(files)
-    formats.validate_files(dtype, paths)  # fail before touching the workspace
+    progress(f"validating {', '.join(map(str, paths))}")
+    statistics = formats.validate_files(dtype, paths)  # fail before touching the workspace
     ensure_workspace(settings)
     with locked(settings):
         store.repair(settings)
@@ -136,7 +135,7 @@ def create_dataset(
             "commits": [],
             "snapshots": {},
         }
-        _add_commit(settings, meta, paths, "Initial commit", tags or {}, progress)
+        _add_commit(settings, meta, paths, statistics, "Initial commit", tags or {}, progress)
         return _summary(meta)
 
 
@@ -151,13 +150,14 @@ def update_dataset(
     """Append a commit holding `files` to an existing dataset."""
     paths = _as_paths(files)
     dtype = DatasetType(store.resolve(settings, dataset)["dataset_type"])
-    formats.validate_files(dtype, paths)
+    progress(f"validating {', '.join(map(str, paths))}")
+    statistics = formats.validate_files(dtype, paths)
     ensure_workspace(settings)
     with locked(settings):
         store.repair(settings)
         meta = store.resolve(settings, dataset)  # re-read: another update may have landed
         default = f"Commit {len(meta['commits']) + 1}"
-        _add_commit(settings, meta, paths, message or default, tags or {}, progress)
+        _add_commit(settings, meta, paths, statistics, message or default, tags or {}, progress)
         return _summary(meta)
 
 
@@ -241,7 +241,9 @@ def _build_snapshot(settings: Settings, dataset: str, vhash: str, progress: Prog
             _ensure_local(settings, commit_dirs, progress)
             progress(f"merging {len(commits)} commit(s) into snapshot {vhash}")
             parts, statistics = formats.write_snapshot(
-                DatasetType(meta["dataset_type"]), [(c["commit_id"], settings.workspace / c["path"]) for c in commits], sdir
+                DatasetType(meta["dataset_type"]),
+                [(c["commit_id"], settings.workspace / c["path"], c["statistics"]) for c in commits],
+                sdir,
             )
             md5 = _track_and_push(settings, sdir, progress)
             meta.setdefault("snapshots", {})[vhash] = {

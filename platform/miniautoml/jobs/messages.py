@@ -10,7 +10,8 @@ from miniautoml.jobs.procs import signal_name
 _TAIL_BYTES = 64 * 1024
 # `mlflow run`'s own log lines ("2025/01/01 10:00:00 INFO mlflow.projects...: === Run ... ===")
 _MLFLOW_LOG = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} (DEBUG|INFO|WARNING|ERROR|CRITICAL) mlflow")
-_NOISE = re.compile(r"^(\s*warnings\.warn\(|\s*$)")
+# blank lines, warnings' source echo, and the shell's notes on a child killed by a signal
+_NOISE = re.compile(r"^(\s*warnings\.warn\(.*|\s*|Killed|Terminated|Hangup|Aborted.*)$")
 
 
 def last_error_line(stderr_path: str | Path | None) -> str:
@@ -44,15 +45,32 @@ def _clip(line: str, limit: int = 500) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def failure_message(returncode: int | None, stderr_path: str | Path | None, *, cancelled: bool = False) -> str:
-    """"killed by SIGKILL", "training failed (exit code 1): ValueError: ...", "cancelled by user"."""
+def failure_message(
+    returncode: int | None,
+    stderr_path: str | Path | None,
+    *,
+    cancelled: bool = False,
+    trainer_status: int | None = None,
+) -> str:
+    """One line on how a job failed.
+
+    `returncode` is `mlflow run`'s (negative: the job's process group got a signal);
+    `trainer_status` is the shell status of the trainer itself (128+N: killed by signal N), None
+    when the trainer never started. Without a returncode, just the last telling stderr line.
+    """
     last = last_error_line(stderr_path)
     if returncode is None:
         return last
     if cancelled:
-        head = "cancelled by user"
-    elif returncode < 0:
-        head = f"killed by {signal_name(returncode)}"
+        return "cancelled by user"
+    if returncode < 0:
+        head, sep = f"job killed by {signal_name(returncode)}", "; last stderr line: "
+    elif trainer_status is not None and trainer_status > 128:
+        head, sep = f"trainer killed by {signal_name(128 - trainer_status)}", "; last stderr line: "
+    elif trainer_status is not None and trainer_status > 0:
+        head, sep = f"training failed (trainer exit code {trainer_status})", ": "
+    elif trainer_status == 0:
+        head, sep = f"mlflow run failed after the trainer succeeded (exit code {returncode})", ": "
     else:
-        head = f"training failed (exit code {returncode})"
-    return f"{head}: {last}" if last and not cancelled else head
+        head, sep = f"launch failed (mlflow run exit code {returncode})", ": "
+    return f"{head}{sep}{last}" if last else head

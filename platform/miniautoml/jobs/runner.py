@@ -14,6 +14,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,6 +157,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
     # MLproject commands say `python`: make it this interpreter even when the venv is not active.
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env["MINIAUTOML_PYTHON"] = sys.executable  # read by the MLproject command
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -164,7 +167,7 @@ def _mlflow_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
 
 
-def launch_command(run: "Run") -> list[str]:
+def launch_command(run: "Run", storage_dir: Path | None = None) -> list[str]:
     """`mlflow run <project> -e train --env-manager local --experiment-id X --run-id ID -P ...`."""
     import json
 
@@ -176,13 +179,44 @@ def launch_command(run: "Run") -> list[str]:
         "version_hash": tags.get(store.VERSION_HASH, ""),
         "model_name": tags.get(store.MODEL_NAME, ""),
         "data_path": tags.get(store.DATA_PATH, ""),
-        "overrides": " ".join(f"{k}={v}" for k, v in overrides.items()),
+        "overrides": shlex.join(f"{k}={v}" for k, v in overrides.items()),
     }
     cmd = [*_mlflow_command(), "run", str(PROJECT_ROOT), "-e", entry_point, "--env-manager", "local",
            "--experiment-id", run.info.experiment_id, "--run-id", run.info.run_id]
+    if storage_dir is not None:  # else `mlflow run` leaves a fresh /tmp/tmpXXXX behind per run
+        cmd += ["--storage-dir", str(storage_dir)]
     for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
     return cmd
+
+
+# The MLproject runs `${MINIAUTOML_PYTHON:-python} -m training_code.train`. The runner points
+# MINIAUTOML_PYTHON at this wrapper, which records how the trainer ended: `mlflow run` itself
+# exits 1 on any failure, so it cannot tell an exception from a SIGKILL.
+_WRAPPER = """#!/bin/sh
+# Written by the MiniAutoML job runner: run the trainer, record its exit status (128+N: signal N).
+"$MINIAUTOML_REAL_PYTHON" "$@"
+status=$?
+if [ -n "$MINIAUTOML_EXIT_FILE" ]; then echo "$status" > "$MINIAUTOML_EXIT_FILE"; fi
+exit "$status"
+"""
+
+
+def _trainer_wrapper(settings: Settings) -> Path:
+    path = store.logs_dir(settings) / "trainer-python.sh"
+    if not path.is_file() or path.read_text() != _WRAPPER:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(_WRAPPER)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    return path
+
+
+def _read_status(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class Runner:
@@ -190,6 +224,7 @@ class Runner:
         from miniautoml.adapters import mlflow as mlflow_adapter
 
         self.settings = settings
+        self.wrapper = _trainer_wrapper(settings)
         self.client: MlflowClient = mlflow_adapter.client(settings)
         self.experiment_id = mlflow_adapter.ensure_experiment(settings)
         self.me = ProcessRef.of(os.getpid())
@@ -221,11 +256,17 @@ class Runner:
         run_id = run.info.run_id
         logs = store.logs_dir(self.settings)
         out_path, err_path = logs / f"{run_id}.out.log", logs / f"{run_id}.err.log"
-        cmd = launch_command(run)
+        storage = logs / f"{run_id}.storage"
+        status_file = logs / f"{run_id}.exit"
+        status_file.unlink(missing_ok=True)
+        cmd = launch_command(run, storage)
+        env = _child_env(self.settings)
+        env.update({"MINIAUTOML_PYTHON": str(self.wrapper), "MINIAUTOML_REAL_PYTHON": sys.executable,
+                    "MINIAUTOML_EXIT_FILE": str(status_file), "MINIAUTOML_JOB_ID": run_id})
         log.info("job %s: %s", run_id, " ".join(cmd))
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
-                cmd, cwd=str(PROJECT_ROOT), env=_child_env(self.settings), stdin=subprocess.DEVNULL,
+                cmd, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True, close_fds=True,
             )
         ref = ProcessRef.of(proc.pid)
@@ -233,6 +274,8 @@ class Runner:
             store.PROCESS: ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
         })
         stopped_by_runner = False
+        if self.client.get_run(run_id).data.tags.get(store.CANCEL) == "1":
+            _stop_group(proc)  # cancelled between the claim and the launch
         while True:
             try:
                 rc = proc.wait(timeout=POLL_SECONDS)
@@ -243,14 +286,19 @@ class Runner:
                 stopped_by_runner = True
                 _stop_group(proc)
         _kill_leftovers(proc.pid)
-        return self.finalise(run_id, rc, err_path, stopped_by_runner)
+        shutil.rmtree(storage, ignore_errors=True)
+        trainer_status = _read_status(status_file)
+        status_file.unlink(missing_ok=True)
+        return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
 
-    def finalise(self, run_id: str, rc: int, err_path: Path, stopped_by_runner: bool = False) -> str:
+    def finalise(
+        self, run_id: str, rc: int, err_path: Path, stopped_by_runner: bool = False, trainer_status: int | None = None
+    ) -> str:
         run = self.client.get_run(run_id)
         tags = run.data.tags
         status = run.info.status
         cancelled = tags.get(store.CANCEL) == "1"
-        final: dict[str, str] = {store.EXIT_CODE: str(rc)}
+        final: dict[str, str] = {store.EXIT_CODE: str(rc if trainer_status is None else trainer_status)}
         if rc == 0 and status in ("FINISHED", "RUNNING", "SCHEDULED") and not cancelled:
             if status != "FINISHED":
                 self.client.set_terminated(run_id, "FINISHED")
@@ -274,8 +322,8 @@ class Runner:
             if stopped_by_runner:
                 message = f"runner stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name} while the job ran"
             else:
-                message = failure_message(rc, err_path, cancelled=cancelled)
-            killed = cancelled or stopped_by_runner or rc < 0
+                message = failure_message(rc, err_path, cancelled=cancelled, trainer_status=trainer_status)
+            killed = cancelled or stopped_by_runner or rc < 0 or (trainer_status or 0) > 128
             target = "KILLED" if killed else "FAILED"
             if status != target:
                 self.client.set_terminated(run_id, target)

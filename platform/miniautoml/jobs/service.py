@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,12 @@ class JobFailedError(MiniAutoMLError):
     """`wait` on a job that ended in failure."""
 
     exit_code = 1
+
+
+class JobTimeoutError(MiniAutoMLError):
+    """`wait` gave up before the job ended (the job goes on)."""
+
+    exit_code = 124
 
 
 @dataclass
@@ -264,7 +269,7 @@ def wait_job(
     """Block until the job is terminal (and its runner finished recording it).
 
     Starts a runner if the job is queued and none is alive (e.g. the last one was killed).
-    Raises TimeoutError after `timeout` seconds; JobFailedError on failure if asked to.
+    Raises JobTimeoutError after `timeout` seconds; JobFailedError on failure if asked to.
     """
     client, experiment_id = _client(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -281,7 +286,7 @@ def wait_job(
             runner_mod.ensure_runner(settings)
         if deadline is not None and time.monotonic() >= deadline:
             job = store.derive_status(run)
-            raise TimeoutError(f"job {job_id} still {job.status} after {timeout:g}s")
+            raise JobTimeoutError(f"job {job_id} still {job.status} after {timeout:g}s; it goes on")
         time.sleep(poll)
 
 
@@ -322,7 +327,3 @@ def stop_runners(settings: Settings, timeout: float = 30.0) -> list[int]:
         time.sleep(0.1)
     return pids
 
-
-def overrides_string(params: dict[str, str]) -> str:
-    """The MLproject `overrides` parameter: shell-quoted, space-separated Hydra overrides."""
-    return shlex.join(f"{k}={v}" for k, v in params.items())

@@ -188,7 +188,14 @@ def metadata(run: "Run") -> dict[str, Any]:
         "model_version": tags.get(MODEL_VERSION) or None,
         "model_uri": f"runs:/{run.info.run_id}/model",
         "logs": {"stdout": tags.get(LOG_STDOUT), "stderr": tags.get(LOG_STDERR)},
+        "runner": _proc(tags.get(RUNNER)),
+        "process": _proc(tags.get(PROCESS)),  # `mlflow run`, leader of the job's process group
     }
+
+
+def _proc(text: str | None) -> dict[str, Any] | None:
+    ref = ProcessRef.decode(text)
+    return None if ref is None else {"pid": ref.pid, "host": ref.host}
 
 
 def derive_status(run: "Run", queue: list["Run"] | None = None) -> JobStatus:
@@ -247,12 +254,16 @@ def mark_orphan_failed(client: "MlflowClient", run: "Run") -> "Run":
     """Terminal status for a job whose processes died without reporting (e.g. SIGKILLed runner)."""
     from miniautoml.jobs.messages import failure_message
 
-    runner = ProcessRef.decode(run.data.tags.get(RUNNER))
-    detail = failure_message(None, run.data.tags.get(LOG_STDERR))
-    where = "before the trainer started" if run.info.status == "SCHEDULED" else "while the job was running"
-    message = f"the job's runner (pid {runner.pid if runner else '?'}) died {where}"
-    if detail:
-        message += f"; {detail}"
+    tags = run.data.tags
+    runner = ProcessRef.decode(tags.get(RUNNER))
+    if tags.get(CANCEL) == "1":
+        message, target = "cancelled by user", "KILLED"
+    else:
+        where = "before the trainer started" if run.info.status == "SCHEDULED" else "while the job was running"
+        message, target = f"the job's runner (pid {runner.pid if runner else '?'}) died {where}", "FAILED"
+        detail = failure_message(None, tags.get(LOG_STDERR))
+        if detail:
+            message += f"; last stderr line: {detail}"
     set_tags(client, run.info.run_id, {MESSAGE: message, STATE: STATE_DONE})
-    client.set_terminated(run.info.run_id, "FAILED")
+    client.set_terminated(run.info.run_id, target)
     return client.get_run(run.info.run_id)

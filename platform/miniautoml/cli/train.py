@@ -1,0 +1,119 @@
+"""`miniautoml train ...`: the book's training service (jobs queued as MLflow runs)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from miniautoml.cli.common import parse_pairs, settings_of
+from miniautoml.cli.output import emit, info
+
+
+@click.group("train")
+def train() -> None:
+    """Training jobs: submit, follow, list, cancel. A job id is its MLflow run id."""
+
+
+def _finish(job) -> None:  # type: ignore[no-untyped-def]
+    emit(job)
+    if job.status == "failure":
+        sys.exit(1)
+
+
+def _wait(ctx: click.Context, job_id: str, timeout: float | None):  # type: ignore[no-untyped-def]
+    from miniautoml.jobs import wait_job
+
+    try:
+        return wait_job(settings_of(ctx), job_id, timeout=timeout)
+    except KeyboardInterrupt:
+        info(f"stopped waiting; job {job_id} goes on (miniautoml train status {job_id})")
+        raise
+
+
+@train.command("submit")
+@click.option("--dataset", "dataset_id", default=None, metavar="DATASET", help="Dataset id or name.")
+@click.option("--version-hash", default=None, metavar="HASH", help="Dataset version (from `dataset prepare`).")
+@click.option("--model-name", default=None, metavar="NAME", help="Registered model that gets the new version.")
+@click.option("--algorithm", default="intent-classification", show_default=True, help="Training algorithm.")
+@click.option("-P", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Training parameter (Hydra override, repeatable), e.g. -P epochs=5 -P model=book.")
+@click.option("--data-path", default=None, hidden=True,
+              help="Train from CSV file(s) (text,label) instead of a dataset version.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; print its final status.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+@click.pass_context
+def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None, model_name: str | None,
+           algorithm: str, params: tuple[str, ...], data_path: str | None, wait_: bool, timeout: float | None) -> None:
+    """Queue a training job; prints {"job_id": ...}."""
+    from miniautoml.jobs import submit_job
+
+    job_id = submit_job(
+        settings_of(ctx), model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
+        algorithm=algorithm, params=parse_pairs(params, "-P"), data_path=data_path,
+    )
+    if not wait_:
+        emit({"job_id": job_id})
+        return
+    info(f"job {job_id} queued; waiting for it to end")
+    _finish(_wait(ctx, job_id, timeout))
+
+
+@train.command("status")
+@click.argument("job_id", metavar="JOB")
+@click.pass_context
+def status(ctx: click.Context, job_id: str) -> None:
+    """Status of JOB: queuing, launch, running, succeed or failure."""
+    from miniautoml.jobs import job_status
+
+    emit(job_status(settings_of(ctx), job_id))
+
+
+@train.command("list")
+@click.option("--status", "status_", default=None,
+              type=click.Choice(["queuing", "launch", "running", "succeed", "failure"]), help="Only jobs in this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_context
+def list_(ctx: click.Context, status_: str | None, limit: int) -> None:
+    """Jobs, newest first."""
+    from miniautoml.jobs import list_jobs
+
+    emit(list_jobs(settings_of(ctx), status=status_, limit=limit))
+
+
+@train.command("wait")
+@click.argument("job_id", metavar="JOB")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 124).")
+@click.pass_context
+def wait(ctx: click.Context, job_id: str, timeout: float | None) -> None:
+    """Wait for JOB to end; print its status; exit 1 if it failed."""
+    _finish(_wait(ctx, job_id, timeout))
+
+
+@train.command("cancel")
+@click.argument("job_id", metavar="JOB")
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel JOB: a queued job never starts, a running one is stopped (ends as failure)."""
+    from miniautoml.jobs import cancel_job
+
+    emit(cancel_job(settings_of(ctx), job_id))
+
+
+@train.command("runner", hidden=True)
+@click.option("--stop", is_flag=True, help="Stop the workspace's runners instead.")
+@click.pass_context
+def runner(ctx: click.Context, stop: bool) -> None:
+    """Run queued jobs in the foreground until the queue is empty."""
+    settings = settings_of(ctx)
+    if stop:
+        from miniautoml.jobs import stop_runners
+
+        emit({"stopped": stop_runners(settings)})
+        return
+    from miniautoml.jobs import runner as runner_mod
+
+    emit({"jobs_run": runner_mod.main(settings)})
+
+
+commands = {"train": train}

@@ -1,0 +1,43 @@
+"""The book's training service: a FIFO job queue over MLflow runs, drained by `mlflow run`.
+
+    job_id = submit_job(settings, model_name="intent", dataset_id="1", version_hash="hashAg==")
+    wait_job(settings, job_id).status  # "succeed"
+
+Statuses: queuing (SCHEDULED), launch (claimed by a runner), running (RUNNING),
+succeed (FINISHED), failure (FAILED/KILLED).
+"""
+
+from miniautoml.jobs.service import (
+    ALGORITHMS,
+    JobFailedError,
+    JobTimeoutError,
+    JobRequest,
+    build_request,
+    cancel_job,
+    job_status,
+    list_jobs,
+    stop_runners,
+    submit_job,
+    wait_job,
+)
+from miniautoml.jobs.store import FAILURE, LAUNCH, QUEUING, RUNNING, SUCCEED, JobStatus
+
+__all__ = [
+    "ALGORITHMS",
+    "FAILURE",
+    "LAUNCH",
+    "QUEUING",
+    "RUNNING",
+    "SUCCEED",
+    "JobFailedError",
+    "JobTimeoutError",
+    "JobRequest",
+    "JobStatus",
+    "build_request",
+    "cancel_job",
+    "job_status",
+    "list_jobs",
+    "stop_runners",
+    "submit_job",
+    "wait_job",
+]

@@ -1,0 +1,230 @@
+"""The model registry (MLflow): versions per trained job, aliases instead of stages.
+
+A successful training job adds a version of its `--model-name`, tagged with the run (= job, =
+model id) and the dataset version it learned from. `promote` points an alias (e.g. `champion`)
+at a version; serving resolves `models:/NAME@ALIAS`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from miniautoml.config import Settings
+from miniautoml.errors import NotFoundError, UserInputError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+LINEAGE_TAGS = ("run_id", "dataset_id", "version_hash")
+_ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+
+
+@dataclass
+class ModelVersionInfo:
+    name: str
+    version: str
+    run_id: str | None
+    status: str
+    source: str | None
+    aliases: list[str]
+    created_at: str | None
+    dataset_id: str | None
+    version_hash: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass
+class RegisteredModelInfo:
+    name: str
+    description: str
+    aliases: dict[str, str]  # alias -> version
+    latest_version: str | None
+    created_at: str | None
+    updated_at: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    versions: list[ModelVersionInfo] | None = None  # filled by show_model
+
+
+def _iso(ms: int | None) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _client(settings: Settings) -> "MlflowClient":
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    return mlflow_adapter.client(settings)
+
+
+def _version_info(mv: "ModelVersion") -> ModelVersionInfo:
+    tags = dict(mv.tags or {})
+    return ModelVersionInfo(
+        name=mv.name,
+        version=str(mv.version),
+        run_id=mv.run_id or tags.get("run_id"),
+        status=mv.status,
+        source=mv.source,
+        aliases=sorted(mv.aliases or []),
+        created_at=_iso(mv.creation_timestamp),
+        dataset_id=tags.get("dataset_id") or None,
+        version_hash=tags.get("version_hash") or None,
+        tags=tags,
+    )
+
+
+def _model_info(rm: "RegisteredModel", versions: list[ModelVersionInfo] | None = None) -> RegisteredModelInfo:
+    latest = None
+    if versions:
+        latest = max(versions, key=lambda v: int(v.version)).version
+    elif rm.latest_versions:
+        latest = str(max(int(v.version) for v in rm.latest_versions))
+    return RegisteredModelInfo(
+        name=rm.name,
+        description=rm.description or "",
+        aliases={alias: str(version) for alias, version in sorted((rm.aliases or {}).items())},
+        latest_version=latest,
+        created_at=_iso(rm.creation_timestamp),
+        updated_at=_iso(rm.last_updated_timestamp),
+        tags=dict(rm.tags or {}),
+        versions=versions,
+    )
+
+
+def _not_found(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _get_model(client: "MlflowClient", name: str) -> "RegisteredModel":
+    from mlflow.exceptions import MlflowException
+
+    name = (name or "").strip()
+    if not name:
+        raise UserInputError("model name is empty")
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if _not_found(exc):
+            raise NotFoundError(f"model {name!r} not found in the registry") from None
+        raise
+
+
+def _versions(client: "MlflowClient", name: str) -> list["ModelVersion"]:
+    if "'" in name:
+        raise UserInputError(f"model name {name!r}: quotes are not allowed")
+    found: list[ModelVersion] = []
+    token = None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def list_models(settings: Settings) -> list[RegisteredModelInfo]:
+    """Registered models, by name (versions not included; see show_model)."""
+    client = _client(settings)
+    models: list[RegisteredModelInfo] = []
+    token = None
+    while True:
+        page = client.search_registered_models(max_results=1000, order_by=["name ASC"], page_token=token)
+        models.extend(_model_info(rm) for rm in page)
+        token = page.token
+        if not token:
+            return models
+
+
+def show_model(settings: Settings, name: str) -> RegisteredModelInfo:
+    """A registered model with all its versions (newest first)."""
+    client = _client(settings)
+    rm = _get_model(client, name)
+    versions = sorted((_version_info(mv) for mv in _versions(client, rm.name)), key=lambda v: -int(v.version))
+    return _model_info(rm, versions)
+
+
+def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo:
+    """A version by number ("3") or alias ("champion" / "@champion")."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    rm = _get_model(client, name)
+    ref = str(version).strip()
+    try:
+        if ref.isdigit():
+            return _version_info(client.get_model_version(rm.name, ref))
+        alias = ref.removeprefix("@")
+        if alias in (rm.aliases or {}):
+            return _version_info(client.get_model_version_by_alias(rm.name, alias))
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+    known = ", ".join(f"@{a}" for a in sorted(rm.aliases or {})) or "none"
+    raise NotFoundError(f"model {rm.name!r} has no version {ref!r} (aliases: {known})")
+
+
+def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:
+    """Point `alias` at `version` of model `name` (moving it from any other version)."""
+    from mlflow.exceptions import MlflowException
+
+    alias = (alias or "").strip().removeprefix("@")
+    if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise UserInputError(
+            f"alias {alias!r}: use letters, digits, '_' or '-', starting with a letter or '_' "
+            "('latest' and 'v<number>' are reserved)"
+        )
+    if not str(version).strip().isdigit():
+        raise UserInputError(f"version {version!r}: expected a version number (1, 2, ...)")
+    target = get_version(settings, name, str(version).strip())
+    client = _client(settings)
+    try:
+        client.set_registered_model_alias(target.name, alias, target.version)
+    except MlflowException as exc:
+        if exc.error_code == "INVALID_PARAMETER_VALUE":
+            raise UserInputError(f"alias {alias!r}: {exc.message}") from None
+        raise
+    return _version_info(client.get_model_version(target.name, target.version))
+
+
+def versions_of_run(settings: Settings, run_id: str) -> list[ModelVersionInfo]:
+    client = _client(settings)
+    return [_version_info(mv) for mv in client.search_model_versions(f"run_id = '{run_id}'")]
+
+
+def ensure_registered(
+    settings: Settings, run_id: str, model_name: str, tags: dict[str, str], wait_seconds: float = 60.0
+) -> ModelVersionInfo:
+    """The version of `model_name` trained by `run_id`: registered from `runs:/<run_id>/model`
+    if the trainer did not, with lineage `tags` (run_id, dataset_id, version_hash) added where
+    missing. Raises if the run logged no model."""
+    import mlflow
+
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    client = _client(settings)
+    mine = [mv for mv in client.search_model_versions(f"run_id = '{run_id}'") if mv.name == model_name]
+    if mine:
+        mv = max(mine, key=lambda v: int(v.version))
+    else:
+        mlflow_adapter.configure(settings)
+        mv = mlflow.register_model(f"runs:/{run_id}/model", model_name, await_registration_for=int(wait_seconds))
+    deadline = time.monotonic() + wait_seconds
+    while mv.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        mv = client.get_model_version(model_name, mv.version)
+    existing = dict(mv.tags or {})
+    for key, value in tags.items():
+        if value and not existing.get(key):
+            client.set_model_version_tag(model_name, mv.version, key, value)
+    return _version_info(client.get_model_version(model_name, mv.version))

@@ -1,0 +1,189 @@
+"""The metadata store (the book's `run_info`), read from MLflow runs and their metric histories.
+
+Per-epoch metrics are the ones the trainer logs with `step=epoch`; `epoch_start_time` and
+`epoch_end_time` (unix seconds) give each epoch's times. Metrics named `test_*`, and the
+summary metrics below, describe the whole run and are not shown per epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from miniautoml.config import Settings
+from miniautoml.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+EPOCH_START, EPOCH_END = "epoch_start_time", "epoch_end_time"
+RUN_LEVEL_METRICS = frozenset({"best_val_accuracy", "best_epoch", "epochs_trained", "train_seconds"})
+MESSAGE_TAG = "miniautoml.message"
+LAUNCHED_AT_TAG = "miniautoml.launched_at"
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class Tracing:
+    dataset_id: str | None
+    version_hash: str | None
+    code_version: str | None
+
+
+@dataclass
+class EpochInfo:
+    start_time: str | None
+    end_time: str | None
+    run_id: str
+    epoch_id: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    """The book's `run_info`. `success` is None while the run has not ended."""
+
+    start_time: str | None
+    end_time: str | None
+    success: bool | None
+    message: str
+    run_id: str
+    run_name: str
+    tracing: Tracing
+    epochs: dict[str, EpochInfo] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    run_name: str
+    status: str
+    start_time: str | None
+    end_time: str | None
+    message: str
+    dataset_id: str | None
+    version_hash: str | None
+
+
+def _iso_ms(ms: int | str | None) -> str | None:
+    if ms in (None, "", 0):
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _iso_s(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _client(settings: Settings) -> "MlflowClient":
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    return mlflow_adapter.client(settings)
+
+
+def get_run(settings: Settings, run_id: str) -> "Run":
+    from mlflow.exceptions import MlflowException
+
+    run_id = (run_id or "").strip()
+    if not _RUN_ID_RE.match(run_id):
+        raise NotFoundError(f"run {run_id!r} not found (a run id is 32 hex characters)")
+    try:
+        run = _client(settings).get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise NotFoundError(f"run {run_id!r} not found") from None
+        raise
+    if run.info.lifecycle_stage == "deleted":
+        raise NotFoundError(f"run {run_id!r} not found (deleted)")
+    return run
+
+
+def _success(status: str) -> bool | None:
+    if status == "FINISHED":
+        return True
+    if status in ("FAILED", "KILLED"):
+        return False
+    return None
+
+
+def _default_message(status: str) -> str:
+    return {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
+            "SCHEDULED": "queuing"}.get(status, status.lower())
+
+
+def _epoch_metric(key: str) -> bool:
+    return key not in RUN_LEVEL_METRICS and not key.startswith("test_") and key not in (EPOCH_START, EPOCH_END)
+
+
+def epochs_of(client: "MlflowClient", run: "Run") -> dict[str, EpochInfo]:
+    run_id = run.info.run_id
+    keys = sorted(run.data.metrics)
+    per_step: dict[int, dict[str, Any]] = {}
+    for key in keys:
+        if key not in (EPOCH_START, EPOCH_END) and not _epoch_metric(key):
+            continue
+        for m in client.get_metric_history(run_id, key):  # the last value at a step wins
+            per_step.setdefault(int(m.step), {})[key] = m.value
+    epochs: dict[str, EpochInfo] = {}
+    for step in sorted(per_step):
+        values = per_step[step]
+        epochs[str(step)] = EpochInfo(
+            start_time=_iso_s(values.pop(EPOCH_START, None)),
+            end_time=_iso_s(values.pop(EPOCH_END, None)),
+            run_id=run_id,
+            epoch_id=step,
+            metrics=dict(sorted(values.items())),
+        )
+    return epochs
+
+
+def show_run(settings: Settings, run_id: str) -> RunInfo:
+    """The book's run_info of a training run: times, outcome, lineage and per-epoch metrics."""
+    client = _client(settings)
+    run = get_run(settings, run_id)
+    info, tags = run.info, run.data.tags
+    # A job's run starts (in MLflow's eyes) when it is queued; its training starts at launch.
+    start_ms = tags.get(LAUNCHED_AT_TAG) or info.start_time
+    ended = info.status in ("FINISHED", "FAILED", "KILLED")
+    return RunInfo(
+        start_time=_iso_ms(start_ms),
+        end_time=_iso_ms(info.end_time) if ended else None,
+        success=_success(info.status),
+        message=tags.get(MESSAGE_TAG) or _default_message(info.status),
+        run_id=info.run_id,
+        run_name=info.run_name or "",
+        tracing=Tracing(
+            dataset_id=tags.get("dataset_id") or None,
+            version_hash=tags.get("version_hash") or None,
+            code_version=tags.get("code_version") or tags.get("mlflow.source.git.commit") or None,
+        ),
+        epochs=epochs_of(client, run),
+    )
+
+
+def list_runs(settings: Settings, limit: int = 50) -> list[RunSummary]:
+    """Runs of the workspace's experiment, newest first."""
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    client = _client(settings)
+    experiment_id = mlflow_adapter.ensure_experiment(settings)
+    runs = client.search_runs([experiment_id], max_results=max(1, min(limit, 50000)),
+                              order_by=["attributes.start_time DESC"])
+    return [
+        RunSummary(
+            run_id=r.info.run_id,
+            run_name=r.info.run_name or "",
+            status=r.info.status,
+            start_time=_iso_ms(r.data.tags.get(LAUNCHED_AT_TAG) or r.info.start_time),
+            end_time=_iso_ms(r.info.end_time) if r.info.status in ("FINISHED", "FAILED", "KILLED") else None,
+            message=r.data.tags.get(MESSAGE_TAG) or _default_message(r.info.status),
+            dataset_id=r.data.tags.get("dataset_id") or None,
+            version_hash=r.data.tags.get("version_hash") or None,
+        )
+        for r in runs
+    ]
