@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,6 +376,8 @@ def _base_env(settings: Settings, keys: dict[str, str]) -> dict[str, str]:
     env.update(settings.tool_env())
     env.update(keys)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # local services: no usage reports
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     return env
 
 
@@ -511,8 +513,12 @@ def _urls(services: dict[str, dict], settings: Settings) -> dict[str, str]:
     return urls
 
 
-def up(settings: Settings, opts: StackOptions) -> dict:
-    """Start the requested services that are not running yet; report all that run."""
+def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] | None = None) -> dict:
+    """Start the requested services that are not running yet; report all that run.
+
+    `progress` gets a line per service as it starts (after every check has passed).
+    """
+    say = progress or (lambda _line: None)
     wanted = [name for name in ORDER if (name != "s3" or opts.s3) and (name != "serve" or opts.serve)]
     if opts.s3 and os.environ.get("MINIAUTOML_S3_ENDPOINT"):
         raise UserInputError(
@@ -540,12 +546,17 @@ def up(settings: Settings, opts: StackOptions) -> dict:
                 services[name]["note"] = (
                     f"already running on port {record.get('port')}; `miniautoml down` first to change ports"
                 )
+        if "s3" in to_start and "mlflow" in running:
+            services["mlflow"]["note"] = (
+                "started without S3: its default artifact root stays local until `miniautoml down` + `up --s3`"
+            )
         started: list[tuple[Launch, subprocess.Popen, dict]] = []
         config_backup: tuple[str | None] | None = None  # set once miniautoml.toml was changed
         keys, dev_keys = _s3_keys(settings) if (opts.s3 or "s3" in running) else ({}, False)
         try:
             if "s3" in to_start:
                 launch = _s3_launch(settings, opts, keys)
+                say(f"starting s3 ({launch.extra['kind']}) on {launch.url} ...")
                 started.append((launch, *_spawn(settings, launch)))
                 _wait_ready(started[-1:], opts.timeout)
             if opts.s3:
@@ -563,6 +574,7 @@ def up(settings: Settings, opts: StackOptions) -> dict:
                 if launch is None:
                     services[name] = {"state": "external", "url": settings.tracking_uri}
                     continue
+                say(f"starting {name} on {launch.url} ...")
                 started.append((launch, *_spawn(settings, launch)))
                 batch.append(started[-1])
             _wait_ready(batch, opts.timeout)  # MLflow and BentoML start side by side

@@ -36,8 +36,7 @@ def up(ctx: click.Context, s3: bool, no_serve: bool, host: str, mlflow_port: int
     settings = settings_of(ctx)
     opts = stack.StackOptions(host=host, mlflow_port=mlflow_port, serve_port=serve_port, s3_port=s3_port,
                               s3=s3, serve=not no_serve, timeout=timeout)
-    info("starting the local stack (waiting for health endpoints)...")
-    result = stack.up(settings, opts)
+    result = stack.up(settings, opts, progress=info)
     for name, svc in result["services"].items():
         info(f"{name}: {svc['state']} {svc.get('url') or ''}".rstrip())
     if "env" in result:
