@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 
-def _default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """`json.dumps(default=...)` hook: dataclasses (at any depth), paths, pydantic models."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, Path):
@@ -23,7 +24,7 @@ def _default(obj: Any) -> Any:
 
 def emit(obj: Any) -> None:
     """Print one JSON document to stdout."""
-    click.echo(json.dumps(obj, default=_default, indent=2, ensure_ascii=False))
+    click.echo(json.dumps(obj, default=json_default, indent=2, ensure_ascii=False))
 
 
 def info(message: str) -> None:

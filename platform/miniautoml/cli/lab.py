@@ -1,0 +1,34 @@
+"""`miniautoml lab`: the book's lab end to end, one JSON line per step on stdout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from miniautoml.cli.common import settings_of
+from miniautoml.cli.output import info, json_default
+
+
+@click.command("lab")
+@click.option("--data", "data", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Two CSV files (commit 1, commit 2) instead of the demo data; e.g. the CLINC150 parts.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Prediction service port (0: a free one).")
+@click.option("--keep-serving", is_flag=True, help="Leave the prediction service running at the end.")
+@click.pass_context
+def lab(ctx: click.Context, data: tuple[Path, ...], port: int, keep_serving: bool) -> None:
+    """Dataset -> train -> run info -> serve -> predict -> commit 2 -> retrain -> promote -> predict."""
+    import time
+
+    from miniautoml.lab import DEMO_DATA, LabOptions, run_lab
+
+    settings = settings_of(ctx)
+    options = LabOptions(data=data or DEMO_DATA, port=port, keep_serving=keep_serving)
+    start = time.monotonic()
+    for step in run_lab(settings, options, progress=info):
+        click.echo(json.dumps(step.to_json(), default=json_default, ensure_ascii=False))
+    info(f"lab finished in {time.monotonic() - start:.0f}s (workspace {settings.workspace})")
+
+
+commands = {"lab": lab}

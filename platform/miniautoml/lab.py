@@ -1,0 +1,182 @@
+"""The book's lab end to end: dataset → train → run info → serve → predict → second commit →
+retrain → promote the better model → the running service answers with it.
+
+`run_lab` yields one `LabStep` per step; the CLI prints them. The prediction service is a real
+`bentoml serve` process, started here and stopped when the lab ends (unless kept).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from miniautoml import datasets, jobs, registry, runs, serving
+from miniautoml.config import PROJECT_ROOT, Settings
+from miniautoml.errors import MiniAutoMLError, UserInputError
+
+DEMO_DATA = (PROJECT_ROOT / "data/demo/intents-part1.csv", PROJECT_ROOT / "data/demo/intents-part2.csv")
+MODEL_NAME = "lab-intent"
+ALIAS = "champion"
+SENTENCE = "what will the weather be like tomorrow"
+FIRST_PARAMS = {"epochs": "10"}
+SECOND_PARAMS = {"epochs": "20", "lr": "0.02"}  # the book's lab retrains with other params
+
+
+@dataclass
+class LabStep:
+    step: str
+    result: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "result": self.result}
+
+
+@dataclass
+class LabOptions:
+    data: tuple[Path, ...] = DEMO_DATA
+    port: int = 0  # 0: a free port
+    keep_serving: bool = False
+    sentence: str = SENTENCE
+    ready_timeout: float = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _dataset_name(settings: Settings) -> str:
+    """`lab-intents`, or `lab-intents-N` when earlier labs ran in this workspace."""
+    taken = {d.name for d in datasets.list_datasets(settings)}
+    name, n = "lab-intents", 1
+    while name in taken:
+        n += 1
+        name = f"lab-intents-{n}"
+    return name
+
+
+def _check_data(paths: tuple[Path, ...]) -> tuple[Path, Path]:
+    if len(paths) != 2:
+        raise UserInputError(f"--data: give two CSV files (commit 1 and commit 2), got {len(paths)}")
+    return paths[0], paths[1]
+
+
+class _Server:
+    """A `bentoml serve` process of the platform prediction service."""
+
+    def __init__(self, settings: Settings, port: int, log: Path) -> None:
+        launch = serving.server_launch(settings, port=port)
+        env = {**os.environ, **launch.env, "MINIAUTOML_ALIAS_REFRESH_SECONDS": "1"}
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                launch.argv, cwd=launch.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise MiniAutoMLError(f"prediction service exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise MiniAutoMLError(f"prediction service not ready after {timeout:.0f}s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+
+
+def _train(settings: Settings, dataset_id: str, version_hash: str, params: dict[str, str]) -> dict[str, Any]:
+    job_id = jobs.submit_job(
+        settings, model_name=MODEL_NAME, dataset_id=dataset_id, version_hash=version_hash, params=params
+    )
+    status = jobs.wait_job(settings, job_id, raise_on_failure=True)
+    versions = registry.versions_of_run(settings, job_id)
+    return {"job_id": job_id, "status": status.status, "model_version": versions[0].version if versions else None}
+
+
+def _predict_until(url: str, model_id: str, sentence: str, version: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Predict by alias until the answer comes from `version` (the service refreshes aliases)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = serving.request_prediction(url, model_id, [sentence])
+        if str(answer.get("model_version")) == str(version) or time.monotonic() >= deadline:
+            return answer
+        time.sleep(0.5)
+
+
+def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], None]) -> Iterator[LabStep]:
+    first, second = _check_data(options.data)
+    name = _dataset_name(settings)
+
+    progress(f"[1/12] create dataset {name} from {first}")
+    summary = datasets.create_dataset(settings, name, "TEXT_INTENT", first, "the lab's intent data", {"lab": "001"})
+    yield LabStep("create_dataset", summary)
+
+    progress("[2/12] prepare a training snapshot")
+    v1 = datasets.prepare_snapshot(settings, summary.dataset_id)
+    yield LabStep("prepare", v1)
+
+    progress("[3/12] train (job = MLflow run = model id)")
+    job1 = _train(settings, summary.dataset_id, v1.version_hash, FIRST_PARAMS)
+    yield LabStep("train", job1)
+
+    progress("[4/12] run info from the metadata store")
+    yield LabStep("run_info", {"run_info": runs.show_run(settings, job1["job_id"])})
+
+    registry.promote(settings, MODEL_NAME, job1["model_version"], ALIAS)
+    port = options.port or _free_port()
+    progress(f"[5/12] serve on http://127.0.0.1:{port}")
+    server = _Server(settings, port, settings.state_dir / "lab-serve.log")
+    try:
+        server.wait_ready(options.ready_timeout)
+        yield LabStep("serve", {"url": server.url, "pid": server.proc.pid, "champion": f"{MODEL_NAME}@{ALIAS}"})
+
+        progress("[6/12] predict by model id")
+        yield LabStep("predict", serving.request_prediction(server.url, job1["job_id"], [options.sentence]))
+
+        progress(f"[7/12] update the dataset with {second} (lab-005)")
+        summary = datasets.update_dataset(settings, summary.dataset_id, second, "lab-005: more intents", {"lab": "005"})
+        yield LabStep("update_dataset", summary)
+
+        progress("[8/12] prepare the new selection")
+        v2 = datasets.prepare_snapshot(settings, summary.dataset_id)
+        yield LabStep("prepare", v2)
+
+        progress("[9/12] retrain with other params")
+        job2 = _train(settings, summary.dataset_id, v2.version_hash, SECOND_PARAMS)
+        yield LabStep("train", job2)
+
+        progress("[10/12] promote the better model")
+        acc = {j["model_version"]: runs.get_run(settings, j["job_id"]).data.metrics.get("test_accuracy", 0.0) for j in (job1, job2)}
+        best = max(acc, key=lambda v: (acc[v], int(v)))
+        promoted = registry.promote(settings, MODEL_NAME, best, ALIAS)
+        yield LabStep("promote", {"alias": ALIAS, "version": best, "test_accuracy": acc, "model": promoted})
+
+        progress(f"[11/12] predict by {MODEL_NAME}@{ALIAS}")
+        yield LabStep("predict_champion", _predict_until(server.url, f"{MODEL_NAME}@{ALIAS}", options.sentence, best))
+    finally:
+        if not options.keep_serving:
+            server.stop()
+    progress("[12/12] done")
+    yield LabStep("done", {"workspace": str(settings.workspace), "serving": server.url if options.keep_serving else None})

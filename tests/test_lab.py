@@ -1,0 +1,71 @@
+"""The book's lab end to end through `miniautoml lab`: every step's JSON is checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def lab_steps(tmp_path_factory) -> list[dict]:
+    ws = tmp_path_factory.mktemp("lab") / "ws"
+    out = run_cli(ws, "lab")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "[12/12] done" in out.stderr  # progress is visible on stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def step(steps: list[dict], name: str, nth: int = 0) -> dict:
+    return [s["result"] for s in steps if s["step"] == name][nth]
+
+
+def test_lab_runs_the_steps_in_the_books_order(lab_steps):
+    assert [s["step"] for s in lab_steps] == [
+        "create_dataset", "prepare", "train", "run_info", "serve", "predict",
+        "update_dataset", "prepare", "train", "promote", "predict_champion", "done",
+    ]
+
+
+def test_lab_dataset_gets_two_commits_and_two_version_hashes(lab_steps):
+    assert [c["commit_id"] for c in step(lab_steps, "update_dataset")["commits"]] == ["1", "2"]
+    assert step(lab_steps, "prepare", 0)["version_hash"] == "hashAg=="
+    assert step(lab_steps, "prepare", 1)["version_hash"] == "hashBg=="
+
+
+def test_lab_trains_two_jobs_that_register_two_versions(lab_steps):
+    first, second = step(lab_steps, "train", 0), step(lab_steps, "train", 1)
+    assert first["status"] == second["status"] == "succeed"
+    assert (first["model_version"], second["model_version"]) == ("1", "2")
+    assert first["job_id"] != second["job_id"]
+
+
+def test_lab_run_info_has_the_books_shape(lab_steps):
+    info = step(lab_steps, "run_info")["run_info"]
+    assert info["run_id"] == step(lab_steps, "train", 0)["job_id"]
+    assert info["success"] is True and info["message"].startswith("test accuracy ")
+    assert info["tracing"]["dataset_id"] == "1" and info["tracing"]["version_hash"] == "hashAg=="
+    assert info["epochs"] and all("metrics" in e for e in info["epochs"].values())
+
+
+def test_lab_predicts_by_model_id(lab_steps):
+    answer = step(lab_steps, "predict")
+    assert answer["model_id"] == step(lab_steps, "train", 0)["job_id"]
+    assert answer["result"] == "weather"
+
+
+def test_lab_champion_answers_from_the_promoted_version(lab_steps):
+    promoted = step(lab_steps, "promote")
+    answer = step(lab_steps, "predict_champion")
+    assert str(answer["model_version"]) == promoted["version"]
+    jobs = {step(lab_steps, "train", i)["model_version"]: step(lab_steps, "train", i)["job_id"] for i in (0, 1)}
+    assert answer["model_id"] == jobs[promoted["version"]]
+
+
+def test_lab_rejects_a_wrong_number_of_data_files(workspace, tmp_path):
+    only = tmp_path / "one.csv"
+    only.write_text("hi,greet\n")
+    out = run_cli(workspace, "lab", "--data", str(only))
+    assert out.returncode == 2 and "give two CSV files" in out.error_line
