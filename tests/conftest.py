@@ -145,3 +145,117 @@ def clinc_part2() -> Path:
     path = CLINC / "demo-part2.csv"
     assert path.is_file(), f"test data missing: {path}"
     return path
+
+
+# --- training jobs: tests/test_jobs.py, test_runs.py, test_registry.py, test_mlflow_server.py ---
+# Variables of the caller that would point jobs at another store, runner limit or workspace.
+JOB_ENV_DROP = (
+    "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+    "MINIAUTOML_MAX_RUNNERS", "MINIAUTOML_WORKSPACE",
+)
+
+
+def job_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in JOB_ENV_DROP}
+    env.update(extra)
+    return env
+
+
+def job_cli(workspace: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
+    """The real `miniautoml` for job tests: caller's MLflow/runner variables dropped, `env` added."""
+    proc = subprocess.run(
+        [str(BIN / "miniautoml"), "-w", str(workspace), *args],
+        capture_output=True, text=True, env=job_env(**(env or {})), timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def job_settings(workspace: Path, tracking_uri: str | None = None):
+    """The workspace's Settings as a `miniautoml -w` child with `job_env` sees them."""
+    from miniautoml.config import load_settings
+
+    saved = {k: os.environ.pop(k) for k in JOB_ENV_DROP if k in os.environ}
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    try:
+        return load_settings(workspace)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.update(saved)
+
+
+def csv_slice(src: Path, dest: Path, rows: int) -> Path:
+    with open(src, encoding="utf-8") as fh:
+        dest.write_text("".join(line for _, line in zip(range(rows), fh)), encoding="utf-8")
+    return dest
+
+
+def processes_of(workspace: Path) -> list[int]:
+    """Pids of live processes started for `workspace` (runners, `mlflow run`, trainers)."""
+    pids, marker = [], f"MINIAUTOML_WORKSPACE={workspace}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def stop_job_processes(workspace: Path) -> None:
+    """Teardown: stop the workspace's runners (their jobs end KILLED), then kill what is left."""
+    import signal as _signal
+
+    from miniautoml.jobs import stop_runners
+
+    try:
+        stop_runners(job_settings(workspace), timeout=20)
+    finally:
+        for pid in processes_of(workspace):
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow SQLite DB: copying it spares each job workspace ~2 s of schema
+    migrations on its first MLflow call (what a workspace's first command pays once)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def new_job_workspace(parent: Path, template: Path | None) -> Path:
+    ws = parent / "ws"
+    (ws / ".miniautoml").mkdir(parents=True)
+    if template is not None:
+        shutil.copyfile(template, ws / ".miniautoml" / "mlflow.db")
+    return ws
+
+
+@dataclass
+class TrainedJob:
+    workspace: Path
+    job_id: str
+    result: CliResult  # of `train submit --wait`
+
+
+@pytest.fixture(scope="session")
+def trained_job(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> TrainedJob:
+    """One small job trained through the queue (`train submit --wait`), shared by read-only tests."""
+    root = tmp_path_factory.mktemp("trained")
+    ws = new_job_workspace(root, mlflow_template)
+    data = csv_slice(CLINC / "demo-part1.csv", root / "slice.csv", 300)
+    try:
+        result = job_cli(ws, "train", "submit", "--data-path", str(data), "--model-name", "intent",
+                         "-P", "epochs=2", "--wait")
+    finally:
+        stop_job_processes(ws)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedJob(ws, result.json["job_id"], result)

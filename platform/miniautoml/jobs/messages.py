@@ -71,6 +71,6 @@ def failure_message(
         head, sep = f"training failed (trainer exit code {trainer_status})", ": "
     elif trainer_status == 0:
         head, sep = f"mlflow run failed after the trainer succeeded (exit code {returncode})", ": "
-    else:
-        head, sep = f"launch failed (mlflow run exit code {returncode})", ": "
+    else:  # the trainer never started (or the MLproject did not use the runner's wrapper)
+        head, sep = f"mlflow run failed (exit code {returncode})", ": "
     return f"{head}{sep}{last}" if last else head

@@ -39,6 +39,7 @@ MAX_RUNNERS_ENV = "MINIAUTOML_MAX_RUNNERS"
 DEFAULT_MAX_RUNNERS = 1
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.2
+CANCEL_POLL_SECONDS = 2.0
 # Algorithm -> MLproject entry point.
 ENTRY_POINTS = {"intent-classification": "train"}
 # Variables a parent may carry that would make `mlflow run` or the trainer log to another run.
@@ -264,18 +265,22 @@ class Runner:
         env.update({"MINIAUTOML_PYTHON": str(self.wrapper), "MINIAUTOML_REAL_PYTHON": sys.executable,
                     "MINIAUTOML_EXIT_FILE": str(status_file), "MINIAUTOML_JOB_ID": run_id})
         log.info("job %s: %s", run_id, " ".join(cmd))
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                cmd, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True, close_fds=True,
-            )
+        if self._cancel_requested(run_id):
+            return self.fail(run_id, "cancelled before launch", "KILLED")
+        try:
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                proc = subprocess.Popen(
+                    cmd, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=err, start_new_session=True, close_fds=True,
+                )
+        except OSError as exc:
+            return self.fail(run_id, f"could not start mlflow run: {exc}")
         ref = ProcessRef.of(proc.pid)
         store.set_tags(self.client, run_id, {
             store.PROCESS: ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
         })
-        stopped_by_runner = False
-        if self.client.get_run(run_id).data.tags.get(store.CANCEL) == "1":
-            _stop_group(proc)  # cancelled between the claim and the launch
+        stopped_by_runner = cancelled = False
+        next_cancel_check = 0.0  # at once: a cancel may have come between the claim and now
         while True:
             try:
                 rc = proc.wait(timeout=POLL_SECONDS)
@@ -285,6 +290,12 @@ class Runner:
             if self.stop_signal is not None and not stopped_by_runner:
                 stopped_by_runner = True
                 _stop_group(proc)
+            # `train cancel` signals the job itself on this host; the tag reaches us from anywhere.
+            if not cancelled and time.monotonic() >= next_cancel_check:
+                next_cancel_check = time.monotonic() + CANCEL_POLL_SECONDS
+                if self._cancel_requested(run_id):
+                    cancelled = True
+                    _stop_group(proc)
         _kill_leftovers(proc.pid)
         shutil.rmtree(storage, ignore_errors=True)
         trainer_status = _read_status(status_file)
@@ -335,6 +346,20 @@ class Runner:
         log.info("job %s: %s (exit code %s)", run_id, status, rc)
         return status
 
+    def _cancel_requested(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).data.tags.get(store.CANCEL) == "1"
+        except Exception:  # a store hiccup must not end the job; the next poll retries
+            log.warning("job %s: could not read its cancel flag", run_id, exc_info=True)
+            return False
+
+    def fail(self, run_id: str, message: str, status: str = "FAILED") -> str:
+        """End a job for a reason of the runner's own (not the trainer's)."""
+        log.warning("job %s: %s", run_id, message)
+        store.set_tags(self.client, run_id, {store.MESSAGE: message, store.STATE: store.STATE_DONE})
+        self.client.set_terminated(run_id, status)
+        return status
+
     def _attach_logs(self, run_id: str, err_path: Path) -> None:
         """Keep the job's output with the run (artifact `job_logs/`), best effort."""
         for path in (err_path.with_name(err_path.name.replace(".err.", ".out.")), err_path):
@@ -367,7 +392,14 @@ class Runner:
                     if slot is None:
                         break
                     continue
-                self.run_job(run)
+                try:
+                    self.run_job(run)
+                except Exception as exc:  # one broken job must not take the queue down with it
+                    log.exception("job %s: runner error", run.info.run_id)
+                    try:
+                        self.fail(run.info.run_id, f"runner error: {type(exc).__name__}: {exc}")
+                    except Exception:
+                        log.exception("job %s: could not record the failure", run.info.run_id)
                 done += 1
         finally:
             if slot is not None:

@@ -127,16 +127,16 @@ def _check_training_config(request: JobRequest) -> None:
         from training_code.validation import validate_params
     except ImportError:  # no training code next to the platform: the trainer will check
         return
-    overrides = [
-        f"dataset_id={request.dataset_id}",
-        f"version_hash={request.version_hash}",
-        f"model_name={request.model_name}",
-        f"data.path={request.data_path}",
-        f"algorithm={request.algorithm}",
-        *(f"{k}={v}" for k, v in request.params.items()),
-    ]
+    fixed = {
+        "dataset_id": request.dataset_id,
+        "version_hash": request.version_hash,
+        "model_name": request.model_name,
+        "data.path": request.data_path,
+        "algorithm": request.algorithm,
+    }
+    overrides = [f"{k}={v}" for k, v in fixed.items() if v] + [f"{k}={v}" for k, v in request.params.items()]
     try:
-        cfg = load_config([o for o in overrides if not o.endswith("=")])
+        cfg = load_config(overrides)
     except Exception as exc:  # hydra/omegaconf errors: an unknown key, an unparsable value
         first = " ".join(str(exc).split("\n")[0].split())
         raise UserInputError(f"training parameters {_show(request.params)}: {first}") from None
@@ -207,6 +207,7 @@ def submit_job(
         settings, model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
         algorithm=algorithm, params=params, data_path=data_path,
     )
+    slots = runner_mod.max_runners(settings) if start_runner else 0  # a bad setting fails before queueing
     client, experiment_id = _client(settings)
     tags = {
         store.KIND: store.KIND_JOB,
@@ -223,9 +224,10 @@ def submit_job(
         tags[store.DATASET_ID], tags[store.VERSION_HASH] = request.dataset_id, request.version_hash
     with store.queue_lock(settings):
         number = len(store.search_jobs(client, experiment_id, include_deleted=True)) + 1
+        tags[store.NUMBER] = str(number)
         run = client.create_run(experiment_id, tags=tags, run_name=f"training job {number}")
         client.update_run(run.info.run_id, status="SCHEDULED")
-    if start_runner:
+    if slots:
         runner_mod.ensure_runner(settings)
     return run.info.run_id
 
@@ -304,12 +306,12 @@ def cancel_job(settings: Settings, job_id: str) -> JobStatus:
             store.set_tags(client, job_id, {store.MESSAGE: "cancelled before launch", store.STATE: store.STATE_DONE})
             client.set_terminated(job_id, "KILLED")
             return store.derive_status(client.get_run(job_id))
+    # Re-read after tagging: a runner that launched the job after our first read either saw the
+    # tag, or tagged the process before we look here.
+    run = client.get_run(job_id)
     process = ProcessRef.decode(run.data.tags.get(store.PROCESS))
-    if process is not None and process.alive() is None:
-        raise UserInputError(f"job {job_id} runs on host {process.host}; cancel it there")
-    if process is not None and process.kill_group():
-        return store.derive_status(client.get_run(job_id))
-    # Claimed but not yet launched: the runner sees the cancel tag before/after it launches.
+    if process is not None:
+        process.kill_group()  # here and now; a runner on another host stops it on its next poll
     return store.derive_status(client.get_run(job_id))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ LOG_STDOUT = "miniautoml.log.stdout"
 LOG_STDERR = "miniautoml.log.stderr"
 CANCEL = "miniautoml.cancel_requested"
 MODEL_VERSION = "miniautoml.model_version"
+NUMBER = "miniautoml.job_number"  # N of "training job N": the FIFO order (numbered under the queue lock)
 
 STATE_LAUNCH = "launch"
 STATE_DONE = "done"
@@ -131,10 +131,17 @@ def search_jobs(
 
 
 def queued(client: "MlflowClient", experiment_id: str) -> list["Run"]:
-    """Jobs waiting for a runner, head first (FIFO by submit time, then id for ties)."""
+    """Jobs waiting for a runner, head first: FIFO by submit time (job number breaks ties)."""
     runs = search_jobs(client, experiment_id, "attributes.status = 'SCHEDULED'")
     waiting = [r for r in runs if r.data.tags.get(STATE) != STATE_LAUNCH]
-    return sorted(waiting, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+    return sorted(waiting, key=lambda r: (r.info.start_time or 0, _number(r), r.info.run_id))
+
+
+def _number(run: "Run") -> int:
+    try:
+        return int(run.data.tags.get(NUMBER, ""))
+    except ValueError:
+        return 0
 
 
 def get_job_run(client: "MlflowClient", job_id: str) -> "Run":

@@ -1,0 +1,328 @@
+"""Training jobs: validation at submit, the FIFO queue, statuses, and every way a job can fail.
+
+Jobs run for real: `miniautoml train submit` spawns a detached runner that launches `mlflow run`
+on the MLproject. Failure tests kill real processes and check the job and its MLflow run end
+terminal with a message, never stuck RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes
+
+from miniautoml.jobs import cancel_job, job_status, submit_job
+from miniautoml.jobs.procs import ProcessRef
+from miniautoml.jobs.runner import Runner
+
+def mlflow_run(workspace: Path, job_id: str):
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    return mlflow_adapter.client(job_settings(workspace)).get_run(job_id)
+
+
+def poll(what: str, check, timeout: float = 120.0, every: float = 0.2):
+    """`check()` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def trainer_pid(job_id: str) -> int | None:
+    """The `python -m training_code.train` process of a job (the runner tags it MINIAUTOML_JOB_ID)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"training_code.train" in cmd and f"MINIAUTOML_JOB_ID={job_id}".encode() in env and b"-m" in cmd[:2]:
+            return int(entry.name)
+    return None
+
+
+def training_started(workspace: Path, job_id: str) -> bool:
+    """RUNNING with at least one epoch logged: the trainer is mid-run."""
+    run = mlflow_run(workspace, job_id)
+    return run.info.status == "RUNNING" and "loss" in run.data.metrics
+
+
+@pytest.fixture
+def job_ws(tmp_path: Path, mlflow_template: Path):
+    ws = new_job_workspace(tmp_path, mlflow_template)
+    yield ws
+    stop_job_processes(ws)
+
+
+@pytest.fixture
+def bare_ws(tmp_path: Path) -> Path:
+    """A workspace that is just a directory: no MLflow DB until something creates one."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    return csv_slice(CLINC / "demo-part1.csv", tmp_path / "tiny.csv", 300)
+
+
+@pytest.fixture
+def one_label_csv(tmp_path: Path) -> Path:
+    """Valid CSV, but one label: the trainer raises after loading it."""
+    path = tmp_path / "one_label.csv"
+    path.write_text("".join(f"example number {i},greeting\n" for i in range(40)), encoding="utf-8")
+    return path
+
+
+# --- submit validation: one error line, non-zero exit, nothing queued -----------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--version-hash", "hashAg==", "--model-name", "m"], "dataset missing"),
+        (["--dataset", "1", "--model-name", "m"], "version hash missing"),
+        (["--dataset", "1", "--version-hash", "hashAg=="], "model name missing"),
+        (["--data-path", "{csv}"], "model name missing"),
+        (["--data-path", "{csv}", "--model-name", "m", "--algorithm", "image-gan"], "algorithm 'image-gan': unknown"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "epochs"], "expected key=value"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "=3"], "expected key=value"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "no such key=1"], "is not a parameter name"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "epochz=3"], "Could not override 'epochz'"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "epochs=0"], "epochs=0: must be a positive integer"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "lr=fast"], "lr='fast': expected a number"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "model_name=x"], "give model_name with --model-name"),
+        (["--data-path", "{csv}", "--model-name", "bad name!"], "model name 'bad name!'"),
+        (["--data-path", "/nonexistent/x.csv", "--model-name", "m"], "no such file or directory"),
+        (["--data-path", "{csv}", "--dataset", "1", "--version-hash", "hashAg==", "--model-name", "m"], "not both"),
+        (["--dataset", "nosuch", "--version-hash", "hashAg==", "--model-name", "m"], "dataset 'nosuch' not found"),
+    ],
+)
+def test_submit_rejects_bad_request_without_queueing(bare_ws: Path, tiny_csv: Path, args: list[str], message: str):
+    result = job_cli(bare_ws, "train", "submit", *[a.replace("{csv}", str(tiny_csv)) for a in args])
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.error_line]
+    assert result.error_line.startswith("error: ") and message in result.error_line
+    assert not (bare_ws / ".miniautoml" / "mlflow.db").exists()  # MLflow untouched: nothing queued
+
+
+def test_dataset_request_passes_the_training_config_check():
+    """Base64 version hashes end in '=': the check must pass them whole to Hydra."""
+    from miniautoml.jobs.service import JobRequest, _check_training_config
+
+    _check_training_config(JobRequest(model_name="m", dataset_id="1", version_hash="hashAg==", params={"epochs": "2"}))
+
+
+def test_unknown_job_id_is_a_clear_error(job_ws: Path):
+    result = job_cli(job_ws, "train", "status", "0123456789abcdef0123456789abcdef")
+    assert result.returncode == 2
+    assert result.error_line == "error: job '0123456789abcdef0123456789abcdef' not found"
+
+
+def test_malformed_job_id_is_a_clear_error(job_ws: Path):
+    result = job_cli(job_ws, "train", "wait", "not-a-job")
+    assert result.returncode == 2
+    assert "job 'not-a-job' not found" in result.error_line
+
+
+# --- the queue (jobs queued in-process without a runner) ---------------------------------------
+def queue_jobs(ws: Path, data: Path, n: int) -> list[str]:
+    settings = job_settings(ws)
+    return [submit_job(settings, model_name="m", data_path=str(data), params={"epochs": "1"}, start_runner=False)
+            for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def queued_three(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> tuple[Path, list[str], dict]:
+    """Read-only: three queued jobs nobody runs, and `train list` of them."""
+    root = tmp_path_factory.mktemp("queue")
+    ws = new_job_workspace(root, mlflow_template)
+    ids = queue_jobs(ws, csv_slice(CLINC / "demo-part1.csv", root / "tiny.csv", 50), 3)
+    result = job_cli(ws, "train", "list")
+    assert result.returncode == 0, result.stderr
+    return ws, ids, {j["job_id"]: j for j in result.json}
+
+
+def test_queued_jobs_report_fifo_positions(queued_three):
+    _, ids, listed = queued_three
+    assert [listed[i]["status"] for i in ids] == ["queuing"] * 3
+    assert [listed[i]["position_in_queue"] for i in ids] == [0, 1, 2]
+
+
+def test_jobs_are_named_by_submission_order(queued_three):
+    _, ids, listed = queued_three
+    assert [listed[i]["metadata"]["run_name"] for i in ids] == ["training job 1", "training job 2", "training job 3"]
+
+
+def test_queued_job_is_a_scheduled_mlflow_run_holding_the_request(queued_three):
+    ws, ids, _ = queued_three
+    run = mlflow_run(ws, ids[0])
+    assert run.info.status == "SCHEDULED"
+    assert run.info.run_name == "training job 1"
+    assert run.data.tags["miniautoml.model_name"] == "m"
+    assert run.data.tags["miniautoml.algorithm"] == "intent-classification"
+    assert json.loads(run.data.tags["miniautoml.params"]) == {"epochs": "1"}
+    assert run.data.tags["miniautoml.data_path"].endswith("tiny.csv")
+
+
+def test_cancelling_a_queued_job_fails_it_and_moves_the_queue_up(job_ws: Path, tiny_csv: Path):
+    ids = queue_jobs(job_ws, tiny_csv, 3)
+    cancelled = job_cli(job_ws, "train", "cancel", ids[1])
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.json["status"] == "failure"
+    assert cancelled.json["message"] == "cancelled before launch"
+    assert mlflow_run(job_ws, ids[1]).info.status == "KILLED"
+    assert job_status(job_settings(job_ws), ids[2]).position_in_queue == 1
+
+
+def test_list_filters_by_status(job_ws: Path, tiny_csv: Path):
+    ids = queue_jobs(job_ws, tiny_csv, 3)
+    cancel_job(job_settings(job_ws), ids[0])
+    listed = job_cli(job_ws, "train", "list", "--status", "queuing").json
+    assert [j["job_id"] for j in listed] == [ids[2], ids[1]]  # newest first
+
+
+def test_runner_claims_jobs_in_submission_order(job_ws: Path, tiny_csv: Path):
+    settings = job_settings(job_ws)
+    ids = queue_jobs(job_ws, tiny_csv, 3)
+    runner = Runner(settings)
+    claimed = [runner.claim_next().info.run_id for _ in range(3)]
+    assert claimed == ids
+    assert runner.claim_next() is None
+    assert {job_status(settings, i).status for i in ids} == {"launch"}
+
+
+# --- success ------------------------------------------------------------------------------------
+def test_submit_wait_prints_the_final_status(trained_job):
+    out = trained_job.result.json
+    assert out["job_id"] == trained_job.job_id
+    assert out["status"] == "succeed"
+    assert out["message"].startswith("test accuracy 0.")
+    assert out["position_in_queue"] is None
+
+
+def test_succeeded_job_run_is_finished_and_its_model_registered(trained_job):
+    run = mlflow_run(trained_job.workspace, trained_job.job_id)
+    assert run.info.status == "FINISHED"
+    status = job_cli(trained_job.workspace, "train", "status", trained_job.job_id).json
+    assert status["metadata"]["model_version"] == "1"
+    assert status["metadata"]["exit_code"] == 0
+
+
+def test_wait_on_a_finished_job_returns_at_once(trained_job):
+    result = job_cli(trained_job.workspace, "train", "wait", trained_job.job_id, "--timeout", "60")
+    assert result.returncode == 0
+    assert result.json["status"] == "succeed"
+
+
+# --- failures -----------------------------------------------------------------------------------
+def test_job_whose_training_raises_ends_failure_with_the_error(job_ws: Path, one_label_csv: Path):
+    result = job_cli(job_ws, "train", "submit", "--data-path", str(one_label_csv), "--model-name", "m",
+                     "-P", "epochs=1", "--wait")
+    assert result.returncode == 1
+    out = result.json
+    assert out["status"] == "failure"
+    assert out["message"].startswith("training failed (trainer exit code 2): error: ")
+    assert "need at least 2" in out["message"]
+    assert mlflow_run(job_ws, out["job_id"]).info.status == "FAILED"
+
+
+KILL_CASES = ("sigkill", "sigterm", "group", "runner", "cancel")
+
+
+@pytest.fixture(scope="module")
+def running_jobs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
+    """One long job per kill test, all mid-training at once (runner limit raised in the
+    workspace's miniautoml.toml), so the kill tests share one start-up wait."""
+    ws = new_job_workspace(tmp_path_factory.mktemp("kills"), mlflow_template)
+    (ws / "miniautoml.toml").write_text(f"[jobs]\nmax_runners = {len(KILL_CASES)}\n", encoding="utf-8")
+    settings = job_settings(ws)
+    try:
+        jobs = {case: submit_job(settings, model_name="m", data_path=str(CLINC / "demo-part1.csv"),
+                                 params={"epochs": "500", "patience": "0"}) for case in KILL_CASES}
+        for job_id in jobs.values():
+            poll("the trainer to finish an epoch", lambda: training_started(ws, job_id), timeout=240)
+        yield ws, jobs
+    finally:
+        stop_job_processes(ws)
+
+
+def test_sigkilled_trainer_ends_failure_and_killed(running_jobs):
+    ws, jobs = running_jobs
+    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigkill"])), signal.SIGKILL)
+    result = job_cli(ws, "train", "wait", jobs["sigkill"], "--timeout", "120")
+    assert result.returncode == 1
+    assert result.json["status"] == "failure"
+    assert result.json["message"].startswith("trainer killed by SIGKILL; last stderr line: epoch ")
+    assert result.json["metadata"]["exit_code"] == 128 + signal.SIGKILL
+    assert mlflow_run(ws, jobs["sigkill"]).info.status == "KILLED"
+
+
+def test_sigtermed_trainer_ends_failure(running_jobs):
+    ws, jobs = running_jobs
+    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigterm"])), signal.SIGTERM)
+    result = job_cli(ws, "train", "wait", jobs["sigterm"], "--timeout", "120")
+    assert result.json["status"] == "failure"
+    assert result.json["message"].startswith("trainer killed by SIGTERM")
+    assert mlflow_run(ws, jobs["sigterm"]).info.status == "KILLED"
+
+
+def test_sigkilled_job_process_group_is_not_left_running(running_jobs):
+    """`mlflow run` and the trainer die together: MLflow alone would leave the run RUNNING."""
+    ws, jobs = running_jobs
+    group = job_status(job_settings(ws), jobs["group"]).metadata["process"]["pid"]
+    os.killpg(group, signal.SIGKILL)
+    result = job_cli(ws, "train", "wait", jobs["group"], "--timeout", "120")
+    assert result.json["status"] == "failure"
+    assert result.json["message"].startswith("job killed by SIGKILL")
+    assert mlflow_run(ws, jobs["group"]).info.status == "KILLED"
+
+
+def test_status_fails_a_job_whose_runner_died(running_jobs):
+    ws, jobs = running_jobs
+    meta = job_status(job_settings(ws), jobs["runner"]).metadata
+    os.kill(meta["runner"]["pid"], signal.SIGKILL)  # the runner and its job die, e.g. OOM killer
+    os.killpg(meta["process"]["pid"], signal.SIGKILL)
+    poll("the job's processes to be gone", lambda: not ProcessRef(meta["process"]["pid"]).alive())
+    result = job_cli(ws, "train", "status", jobs["runner"])
+    assert result.json["status"] == "failure"
+    assert f"runner (pid {meta['runner']['pid']}) died while the job was running" in result.json["message"]
+    assert mlflow_run(ws, jobs["runner"]).info.status == "FAILED"
+
+
+def test_cancelling_a_running_job_kills_it(running_jobs):
+    ws, jobs = running_jobs
+    cancelled = job_cli(ws, "train", "cancel", jobs["cancel"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    result = job_cli(ws, "train", "wait", jobs["cancel"], "--timeout", "120")
+    assert result.json["status"] == "failure"
+    assert result.json["message"] == "cancelled by user"
+    assert mlflow_run(ws, jobs["cancel"]).info.status == "KILLED"
+
+
+def test_cancelling_a_finished_job_is_an_error(trained_job):
+    result = job_cli(trained_job.workspace, "train", "cancel", trained_job.job_id)
+    assert result.returncode == 2
+    assert "already ended (succeed)" in result.error_line
+
+
+# --- races -----------------------------------------------------------------------------------------
+def test_status_of_a_launched_job_survives_a_cancel_race(job_ws: Path, tiny_csv: Path):
+    """Cancel right after submit: the job ends failure whether or not the runner launched it."""
+    settings = job_settings(job_ws)
+    job_id = submit_job(settings, model_name="m", data_path=str(tiny_csv), params={"epochs": "1"})
+    cancel_job(settings, job_id)
+    result = job_cli(job_ws, "train", "wait", job_id, "--timeout", "120")
+    assert result.json["status"] == "failure"
+    assert result.json["message"] in ("cancelled before launch", "cancelled by user")

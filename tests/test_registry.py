@@ -1,0 +1,78 @@
+"""The model registry: a successful job adds a model version; aliases promote versions."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import job_cli, job_settings
+
+from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.registry import ensure_registered, get_version, promote, show_model
+
+
+def test_successful_job_registers_a_version_tagged_with_its_run(trained_job):
+    result = job_cli(trained_job.workspace, "models", "show", "intent")
+    assert result.returncode == 0, result.stderr
+    model = result.json
+    version = next(v for v in model["versions"] if v["run_id"] == trained_job.job_id)
+    assert version["status"] == "READY"
+    assert version["tags"]["run_id"] == trained_job.job_id
+
+
+def test_models_list_names_the_trained_model(trained_job):
+    models = {m["name"]: m for m in job_cli(trained_job.workspace, "models", "list").json}
+    assert models["intent"]["latest_version"] is not None
+
+
+def test_ensure_registered_adds_missing_lineage_tags(trained_job):
+    """A version the trainer did not register (here: under another name) gets registered and tagged."""
+    settings = job_settings(trained_job.workspace)
+    tags = {"run_id": trained_job.job_id, "dataset_id": "7", "version_hash": "hashAg=="}
+    version = ensure_registered(settings, trained_job.job_id, "intent-copy", tags)
+    assert (version.run_id, version.dataset_id, version.version_hash) == (trained_job.job_id, "7", "hashAg==")
+    again = ensure_registered(settings, trained_job.job_id, "intent-copy", tags)
+    assert again.version == version.version  # idempotent: no second version
+
+
+def test_promote_points_an_alias_at_a_version(trained_job):
+    promoted = job_cli(trained_job.workspace, "models", "promote", "intent", "1", "--alias", "champion")
+    assert promoted.returncode == 0, promoted.stderr
+    assert (promoted.json["version"], "champion" in promoted.json["aliases"]) == ("1", True)
+    model = show_model(job_settings(trained_job.workspace), "intent")
+    assert model.aliases["champion"] == "1"
+
+
+def test_show_resolves_a_version_by_alias(trained_job):
+    promote(job_settings(trained_job.workspace), "intent", "1", "staging")
+    shown = job_cli(trained_job.workspace, "models", "show", "intent", "staging")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.json["version"] == "1"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show", "nosuch"], "error: model 'nosuch' not found in the registry"),
+        (["promote", "intent", "99", "--alias", "champion"], "error: model 'intent' has no version '99'"),
+        (["promote", "intent", "1"], "error: --alias is required"),
+    ],
+)
+def test_bad_registry_requests_are_clear_cli_errors(trained_job, args: list[str], message: str):
+    result = job_cli(trained_job.workspace, "models", *args)
+    assert result.returncode == 2
+    assert result.error_line.startswith(message)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda s: get_version(s, "intent", "99"), NotFoundError, "model 'intent' has no version '99'"),
+        (lambda s: get_version(s, "intent", "nosuch-alias"), NotFoundError, "has no version 'nosuch-alias'"),
+        (lambda s: promote(s, "nosuch", "1", "champion"), NotFoundError, "model 'nosuch' not found"),
+        (lambda s: promote(s, "intent", "1", "latest"), UserInputError, "alias 'latest'"),
+        (lambda s: promote(s, "intent", "1", "v2"), UserInputError, "alias 'v2'"),
+        (lambda s: promote(s, "intent", "one", "champion"), UserInputError, "version 'one'"),
+    ],
+)
+def test_bad_registry_requests_raise_clear_errors(trained_job, call, error, message):
+    with pytest.raises(error, match=message):
+        call(job_settings(trained_job.workspace))
