@@ -51,7 +51,9 @@ class Settings:
     workspace: Path
     storage: StorageSettings
     tracking_uri: str
-    artifact_root: str
+    # None: an MLflow server decides (its --artifacts-destination), so clients on other machines
+    # never write to a path that only this machine has.
+    artifact_root: str | None
     bentoml_home: Path
 
     @property
@@ -87,7 +89,8 @@ def find_workspace(explicit: str | os.PathLike[str] | None = None) -> Path:
         return Path.cwd().resolve()
 
 
-def _file_settings(workspace: Path) -> dict:
+def file_settings(workspace: Path) -> dict:
+    """The workspace's `miniautoml.toml` as a dict ({} when absent)."""
     path = workspace / CONFIG_FILE
     if not path.is_file():
         return {}
@@ -107,7 +110,7 @@ def _env(*names: str) -> str | None:
 
 def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
     ws = find_workspace(workspace)
-    conf = _file_settings(ws)
+    conf = file_settings(ws)
     storage_conf = conf.get("storage", {})
     endpoint = _env("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT") or storage_conf.get("endpoint")
     if endpoint and "://" not in endpoint:
@@ -126,9 +129,14 @@ def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
         or mlflow_conf.get("tracking_uri")
         or f"sqlite:///{state / 'mlflow.db'}"
     )
-    artifact_root = mlflow_conf.get("artifact_root") or (
-        f"s3://{storage.bucket}/mlflow" if storage.is_s3 else (state / "mlartifacts").as_uri()
-    )
+    if mlflow_conf.get("artifact_root"):
+        artifact_root = mlflow_conf["artifact_root"]
+    elif storage.is_s3:
+        artifact_root = f"s3://{storage.bucket}/mlflow"
+    elif tracking_uri.startswith(("http://", "https://")):
+        artifact_root = None
+    else:
+        artifact_root = (state / "mlartifacts").as_uri()
     bentoml_home = Path(_env("BENTOML_HOME") or conf.get("bentoml", {}).get("home") or state / "bentoml")
     return Settings(
         workspace=ws,

@@ -37,7 +37,8 @@ def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:
     if exp is not None:
         return exp.experiment_id
     try:
-        return c.create_experiment(name, artifact_location=f"{settings.artifact_root}/{name}")
+        location = f"{settings.artifact_root}/{name}" if settings.artifact_root else None
+        return c.create_experiment(name, artifact_location=location)
     except Exception:  # another process created it between our look-up and create
         exp = c.get_experiment_by_name(name)
         if exp is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from miniautoml.cli.common import parse_pairs, settings_of
 from miniautoml.cli.output import emit, info
+from miniautoml.errors import UserInputError
 
 
 @click.group("train")
@@ -31,9 +33,25 @@ def _wait(ctx: click.Context, job_id: str, timeout: float | None):  # type: igno
         raise
 
 
+def _read_snapshot(path: str, dataset_id: str | None, version_hash: str | None) -> tuple[str, str]:
+    import json
+
+    if dataset_id or version_hash:
+        raise UserInputError("--snapshot replaces --dataset/--version-hash: give one or the other")
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        return str(record["dataset_id"]), str(record["version_hash"])
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: file not found") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserInputError(f"{path}: not a `dataset prepare` JSON (needs dataset_id and version_hash)") from None
+
+
 @train.command("submit")
 @click.option("--dataset", "dataset_id", default=None, metavar="DATASET", help="Dataset id or name.")
 @click.option("--version-hash", default=None, metavar="HASH", help="Dataset version (from `dataset prepare`).")
+@click.option("--snapshot", "snapshot_file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Take --dataset and --version-hash from a `dataset prepare` JSON file (dvc.yaml uses it).")
 @click.option("--model-name", default=None, metavar="NAME", help="Registered model that gets the new version.")
 @click.option("--algorithm", default="intent-classification", show_default=True, help="Training algorithm.")
 @click.option("-P", "--param", "params", multiple=True, metavar="KEY=VALUE",
@@ -43,11 +61,14 @@ def _wait(ctx: click.Context, job_id: str, timeout: float | None):  # type: igno
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; print its final status.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.pass_context
-def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None, model_name: str | None,
-           algorithm: str, params: tuple[str, ...], data_path: str | None, wait_: bool, timeout: float | None) -> None:
+def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None, snapshot_file: str | None,
+           model_name: str | None, algorithm: str, params: tuple[str, ...], data_path: str | None, wait_: bool,
+           timeout: float | None) -> None:
     """Queue a training job; prints {"job_id": ...}."""
     from miniautoml.jobs import submit_job
 
+    if snapshot_file:
+        dataset_id, version_hash = _read_snapshot(snapshot_file, dataset_id, version_hash)
     job_id = submit_job(
         settings_of(ctx), model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
         algorithm=algorithm, params=parse_pairs(params, "-P"), data_path=data_path,

@@ -52,9 +52,9 @@ def max_runners(settings: Settings) -> int:
     raw = os.environ.get(MAX_RUNNERS_ENV)
     source = MAX_RUNNERS_ENV
     if raw in (None, ""):
-        from miniautoml.config import _file_settings
+        from miniautoml.config import file_settings
 
-        raw = _file_settings(settings.workspace).get("jobs", {}).get("max_runners", DEFAULT_MAX_RUNNERS)
+        raw = file_settings(settings.workspace).get("jobs", {}).get("max_runners", DEFAULT_MAX_RUNNERS)
         source = f"{CONFIG_FILE} [jobs] max_runners"
     try:
         value = int(raw)
