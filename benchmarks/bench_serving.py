@@ -1,0 +1,471 @@
+"""Serving benchmark: one registered model, served several ways, loaded by `wrk`.
+
+    python benchmarks/bench_serving.py [--duration 15] [--warmup 10] [--servers mlflow,ours,...]
+
+Needs `wrk` on PATH (Debian/Ubuntu: `apt-get install -y wrk`); this script installs nothing.
+In one run it:
+  1. trains a model on ../shared/data/clinc150/demo-part1.csv in a fresh workspace and registers
+     it (`bench-intent`, alias `champion`);
+  2. measures in-process prediction (the limit): `predict_texts` of one document, of 256, and
+     MLflow's `pyfunc.predict` of one document;
+  3. for each server: cold start (process launch -> first successful prediction), a warm-up at the
+     first level, then single-document POSTs at 1/16/64 concurrent connections (`wrk --latency`, one thread, a Lua
+     script cycling held-out documents from demo-part2.csv): req/s, p50, p99, errors;
+  4. prints a table and writes benchmarks/results/serving.json.
+
+Servers: `mlflow` = `mlflow models serve --env-manager local` (the peer, 1 worker);
+`ours` = `miniautoml serve` without adaptive batching; `ours-batching` = with it (the default
+configuration); `ours-batching-2w` = the same with 2 workers; `ours-stock` = batching with
+BentoML's stock GC/timer behaviour (MINIAUTOML_GC_FREEZE=0, MINIAUTOML_PATCH_TIMEOUT_TIMERS=0),
+to show where the p99 tail comes from.
+Every Nth request (--recycle, default 100) asks for `Connection: close`, for every server alike:
+wrk opens all connections at once and one worker process would otherwise accept all of them.
+Figures on a shared 2-core machine are noisy: compare the ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLINC = REPO.parent / "shared" / "data" / "clinc150"
+BIN = Path(sys.executable).parent
+RESULTS = REPO / "benchmarks" / "results" / "serving.json"
+MODEL = "bench-intent"
+ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    key: str
+    label: str
+    kind: str  # "mlflow" | "ours"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+SERVERS = {
+    s.key: s
+    for s in [
+        ServerSpec("mlflow", "mlflow models serve (peer)", "mlflow"),
+        ServerSpec("ours", "ours, no batching", "ours", {"MINIAUTOML_BATCHING": "0"}),
+        ServerSpec("ours-batching", "ours, adaptive batching", "ours", {"MINIAUTOML_BATCHING": "1"}),
+        ServerSpec(
+            "ours-batching-2w", "ours, batching, 2 workers", "ours", {"MINIAUTOML_BATCHING": "1", "MINIAUTOML_WORKERS": "2"}
+        ),
+        ServerSpec(
+            "ours-stock",
+            "ours, batching, stock GC+timers",
+            "ours",
+            {"MINIAUTOML_BATCHING": "1", "MINIAUTOML_GC_FREEZE": "0", "MINIAUTOML_PATCH_TIMEOUT_TIMERS": "0"},
+        ),
+    ]
+}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_env(workspace: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIAUTOML_", "MLFLOW_")) and k != "BENTOML_HOME"}
+    env.update(
+        MINIAUTOML_WORKSPACE=str(workspace),
+        MLFLOW_TRACKING_URI=f"sqlite:///{workspace / '.miniautoml' / 'mlflow.db'}",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        BENTOML_DO_NOT_TRACK="True",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `mlflow models serve` runs `uvicorn`
+    )
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# The model and the documents
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_model(workspace: Path, epochs: int) -> str:
+    env = base_env(workspace)
+    log(f"training {MODEL} on demo-part1.csv ({epochs} epochs) in {workspace} ...")
+    proc = subprocess.run(
+        [sys.executable, "-m", "training_code.train", f"data.path={CLINC / 'demo-part1.csv'}", f"epochs={epochs}",
+         f"model_name={MODEL}", "run_name=serving-benchmark"],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )
+    found = re.search(r"^run ([0-9a-f]{32}):.*", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or not found:
+        sys.exit(f"training failed:\n{proc.stderr[-3000:]}")
+    log("  " + found.group(0))
+    promote = subprocess.run(
+        [str(BIN / "miniautoml"), "-w", str(workspace), "models", "promote", MODEL, "1", "--alias", ALIAS],
+        env=env, capture_output=True, text=True,
+    )
+    if promote.returncode != 0:
+        sys.exit(f"promote failed: {promote.stderr.strip()}")
+    return found.group(1)
+
+
+def documents(limit: int = 500) -> list[str]:
+    with open(CLINC / "demo-part2.csv", encoding="utf-8", newline="") as fh:
+        return [row[0] for _, row in zip(range(limit), csv.reader(fh)) if row and row[0].strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# In process: the limit
+# --------------------------------------------------------------------------------------------
+
+IN_PROCESS = r"""
+import json, sys, time
+import pandas as pd
+import mlflow.pyfunc
+from miniautoml import serving
+
+run_id, docs = sys.argv[1], json.loads(sys.argv[2])
+model = serving.load_python_model(serving.ModelSource(run_id, f"runs:/{run_id}/model"))
+pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+for d in docs[:200]:
+    model.predict_texts([d])
+lat = []
+start = time.perf_counter()
+for i in range(3000):
+    t = time.perf_counter()
+    model.predict_texts([docs[i % len(docs)]])
+    lat.append(time.perf_counter() - t)
+single = 3000 / (time.perf_counter() - start)
+batch = (docs * 3)[:256]
+start = time.perf_counter()
+for _ in range(20):
+    model.predict_texts(batch)
+batched = 20 * 256 / (time.perf_counter() - start)
+start = time.perf_counter()
+for i in range(300):
+    pyfunc.predict(pd.DataFrame({"text": [docs[i % len(docs)]]}))
+pyfunc_rate = 300 / (time.perf_counter() - start)
+print(json.dumps({
+    "single_docs_per_s": single, "single_p50_ms": pct(lat, 0.5) * 1e3, "single_p99_ms": pct(lat, 0.99) * 1e3,
+    "batch256_docs_per_s": batched, "pyfunc_single_docs_per_s": pyfunc_rate,
+}))
+"""
+
+
+def measure_in_process(workspace: Path, run_id: str, docs: list[str]) -> dict:
+    log("in-process predictions ...")
+    proc = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS, run_id, json.dumps(docs)],
+        env=base_env(workspace), capture_output=True, text=True, cwd=REPO,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"in-process measurement failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------------
+
+
+def request_body(kind: str, model_id: str, doc: str) -> str:
+    if kind == "mlflow":
+        return json.dumps({"dataframe_split": {"columns": ["text"], "data": [[doc]]}})
+    return json.dumps({"model_id": model_id, "document": doc})
+
+
+def lua_script(path: str, bodies: list[str], recycle: int) -> str:
+    items = ",\n".join(f"[==[{b}]==]" for b in bodies)
+    return f"""-- generated by bench_serving.py: POST single documents, cycling held-out texts
+local bodies = {{
+{items}
+}}
+local keep = {{["Content-Type"] = "application/json"}}
+local close = {{["Content-Type"] = "application/json", ["Connection"] = "close"}}
+local recycle = {recycle}
+local n = 0
+request = function()
+  n = n + 1
+  local headers = keep
+  if recycle > 0 and n % recycle == 0 then headers = close end
+  return wrk.format("POST", "{path}", headers, bodies[(n % #bodies) + 1])
+end
+"""
+
+
+class Running:
+    def __init__(self, spec: ServerSpec, workspace: Path, logdir: Path) -> None:
+        self.spec = spec
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = base_env(workspace)
+        env.update(spec.env)
+        if spec.kind == "mlflow":
+            argv = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/1", "--env-manager", "local",
+                    "-h", "127.0.0.1", "-p", str(self.port)]
+            self.path, self.model_id = "/invocations", f"models:/{MODEL}/1"
+        else:
+            argv = [str(BIN / "miniautoml"), "-w", str(workspace), "serve", "--port", str(self.port)]
+            self.path, self.model_id = "/predict", f"{MODEL}@{ALIAS}"
+        self.log_path = logdir / f"{spec.key}.log"
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def first_prediction(self, doc: str, timeout: float = 180.0) -> float:
+        """Seconds from process launch to the first successful prediction."""
+        body = request_body(self.spec.kind, self.model_id, doc).encode()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"{self.spec.key} exited {self.proc.returncode}; see {self.log_path}")
+            req = urllib.request.Request(self.url + self.path, data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - self.started
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.02)
+        sys.exit(f"{self.spec.key}: no prediction within {timeout}s; see {self.log_path}")
+
+    def metrics(self) -> str:
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+                return resp.read().decode()
+        except (urllib.error.URLError, OSError):
+            return ""
+
+    def stop(self) -> None:
+        import psutil
+
+        try:
+            family = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        for p in family:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(family, timeout=20)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.proc.wait(timeout=20)
+
+
+def gc_pauses(metrics_text: str) -> dict:
+    """Counts of full (generation 2) collections from miniautoml_gc_pause_seconds."""
+    out: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        m = re.match(r'miniautoml_gc_pause_seconds_(count|sum)\{generation="2"\} (\S+)', line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+        m = re.match(r'miniautoml_gc_pause_seconds_bucket\{generation="2",le="([^"]+)"\} (\S+)', line)
+        if m:
+            out[f"le_{m.group(1)}"] = float(m.group(2))
+    if "count" not in out:
+        return {}
+    return {
+        "full_collections": int(out["count"]),
+        "full_total_ms": round(out.get("sum", 0.0) * 1e3, 1),
+        "full_over_20ms": int(out["count"] - out.get("le_0.02", out["count"])),
+        "full_over_100ms": int(out["count"] - out.get("le_0.1", out["count"])),
+    }
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", str(script), url],
+        capture_output=True, text=True,
+    ).stdout
+    result = {"clients": connections, "load_average": os.getloadavg()[0]}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    result["rps"] = float(m.group(1)) if m else 0.0
+    for q in ("50", "99"):
+        m = re.search(rf"^\s+{q}%\s+(\S+)", out, re.MULTILINE)
+        result[f"p{q}_ms"] = _ms(m.group(1)) if m else float("nan")
+    m = re.search(r"(\d+) requests in", out)
+    result["requests"] = int(m.group(1)) if m else 0
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    result["errors"] = errors
+    return result
+
+
+def bench_server(spec: ServerSpec, workspace: Path, workdir: Path, docs: list[str], args: argparse.Namespace) -> dict:
+    log(f"== {spec.label}")
+    running = Running(spec, workspace, workdir)
+    try:
+        cold = running.first_prediction(docs[0])
+        log(f"  cold start to first prediction: {cold:.2f}s")
+        script = workdir / f"{spec.key}.lua"
+        script.write_text(
+            lua_script(running.path, [request_body(spec.kind, running.model_id, d) for d in docs], args.recycle)
+        )
+        # Warm up at the first (lowest) level: BentoML's batcher sizes its wait from recent waits,
+        # and after a burst it takes ~30 s to stop waiting for company at one client.
+        run_wrk(running.url + running.path, script, args.levels[0], args.warmup)
+        levels = []
+        for clients in args.levels:
+            r = run_wrk(running.url + running.path, script, clients, args.duration)
+            log(f"  {clients:>3} clients: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms  "
+                f"errors {r['errors']}  (load {r['load_average']:.1f})")
+            levels.append(r)
+        gc = gc_pauses(running.metrics()) if spec.kind == "ours" else {}
+        if gc:
+            log(f"  full GCs: {gc['full_collections']}, {gc['full_total_ms']} ms in all, {gc['full_over_20ms']} over 20 ms")
+        return {"key": spec.key, "label": spec.label, "env": spec.env, "cold_start_s": cold, "levels": levels, "gc": gc}
+    finally:
+        running.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def table(report: dict) -> str:
+    ip = report["in_process"]
+    lines = [
+        f"in process (the limit): predict_texts 1 doc {ip['single_docs_per_s']:.0f} docs/s "
+        f"(p50 {ip['single_p50_ms']:.3f} ms, p99 {ip['single_p99_ms']:.3f} ms); 256-doc batches "
+        f"{ip['batch256_docs_per_s']:.0f} docs/s; MLflow pyfunc.predict 1 doc {ip['pyfunc_single_docs_per_s']:.0f} docs/s",
+        "",
+        f"| server | cold start | clients | req/s | p50 ms | p99 ms | errors |",
+        f"|---|---|---|---|---|---|---|",
+    ]
+    for s in report["servers"]:
+        for i, r in enumerate(s["levels"]):
+            label = s["label"] if i == 0 else ""
+            cold = f"{s['cold_start_s']:.1f} s" if i == 0 else ""
+            lines.append(
+                f"| {label} | {cold} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                f"{r['errors']} |"
+            )
+    if report.get("targets"):
+        lines.append("")
+        for t in report["targets"]:
+            lines.append(f"{'PASS' if t['met'] else 'MISS'}  {t['what']}: {t['value']}")
+    return "\n".join(lines)
+
+
+def targets(servers: list[dict]) -> list[dict]:
+    by_key = {s["key"]: {r["clients"]: r for r in s["levels"]} for s in servers}
+    out = []
+    peer, ours = by_key.get("mlflow"), by_key.get("ours-batching")
+    if peer and ours:
+        for clients in (16, 64):
+            if clients in peer and clients in ours and peer[clients]["rps"] > 0:
+                ratio = ours[clients]["rps"] / peer[clients]["rps"]
+                out.append({"what": f"ours (batching) / mlflow throughput at {clients} clients >= 3x",
+                            "value": f"{ratio:.1f}x", "met": ratio >= 3})
+    if ours and 16 in ours:
+        p99 = ours[16]["p99_ms"]
+        out.append({"what": "ours (batching) p99 at 16 clients < 25 ms", "value": f"{p99:.1f} ms", "met": p99 < 25})
+    errors = sum(r["errors"] for s in servers if s["key"] != "mlflow" for r in s["levels"])
+    out.append({"what": "no errors from our servers", "value": str(errors), "met": errors == 0})
+    return out
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    found = {}
+    for dist in ("bentoml", "mlflow", "torch", "uvicorn", "uvloop", "httptools"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per concurrency level")
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of warm-up load per server")
+    parser.add_argument("--levels", default="1,16,64", help="concurrent connections, comma-separated")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"any of {', '.join(SERVERS)}")
+    parser.add_argument("--recycle", type=int, default=100, help="every Nth request closes its connection (0: never)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the workspace and logs here")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    keys = [k.strip() for k in args.servers.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in SERVERS]
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(unknown)}")
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found on PATH: install it first (Debian/Ubuntu: apt-get install -y wrk)")
+    if not (CLINC / "demo-part1.csv").is_file():
+        sys.exit(f"data missing: {CLINC} (../shared must sit beside the repository)")
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    workspace = workdir / "ws"
+    workspace.mkdir(exist_ok=True)
+    run_id = prepare_model(workspace, args.epochs)
+    docs = documents()
+    report = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "versions": versions(),
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "recycle": args.recycle,
+                     "wrk_threads": 1, "documents": len(docs), "model": f"{MODEL}@{ALIAS}", "run_id": run_id},
+        "in_process": measure_in_process(workspace, run_id, docs),
+        "servers": [],
+    }
+    for key in keys:
+        report["servers"].append(bench_server(SERVERS[key], workspace, workdir, docs, args))
+    report["targets"] = targets(report["servers"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        log(f"\nwrote {args.output}")
+    else:
+        log(f"\nwrote {args.output}; workspace, scripts and server logs kept in {workdir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Bentos: one trained model packed with the prediction service, servable without MLflow.
+
+`build_bento(settings, "intent@champion")` resolves the model id in the workspace's MLflow,
+imports the model into the BentoML model store (`bentoml.mlflow.import_model`, labelled with its
+run, dataset and registry version), and builds a bento of `bentos/service.py` whose bento argument
+`model` names that BentoML model. `bentoml serve TAG` then answers /predict with exactly that
+model; `bentoml containerize TAG` makes an OCI image of it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from miniautoml import serving
+from miniautoml.config import PROJECT_ROOT, Settings
+from miniautoml.errors import MiniAutoMLError
+
+BENTOS_DIR = PROJECT_ROOT / "bentos"
+PACKAGE_DIR = Path(serving.__file__).resolve().parent
+# The part of `miniautoml` a bento's service imports (serving and what it needs, nothing else).
+BENTO_MODULES = ("__init__.py", "errors.py", "config.py", "serving.py")
+# What a bento's image installs, pinned to the versions of this environment at build time.
+# mlflow-skinny: pyfunc loading without the tracking server's dependencies.
+PACKAGES = ("mlflow-skinny", "pandas", "numpy", "orjson", "uvloop", "httptools", "prometheus-client")
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+@dataclass(frozen=True)
+class BentoBuild:
+    tag: str  # the bento: `bentoml serve TAG`
+    model_tag: str  # the BentoML model inside it
+    model_id: str  # as given to `bento build`
+    run_id: str
+    registered_name: str | None
+    registered_version: int | None
+    dataset_id: str | None
+    version_hash: str | None
+    bentoml_home: str
+    serve: str  # the command that serves it
+    containerize: str  # the command that makes an image of it
+
+
+def _store_name(source: serving.ModelSource) -> str:
+    """A BentoML tag name (lowercase letters, digits, '-', '_', '.') for the model's bento."""
+    base = source.name if source.name else f"run-{source.run_id[:12]}"
+    name = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._") or "model"
+    return name[:63]
+
+
+def _pinned_packages() -> list[str]:
+    from miniautoml.adapters import bentoml as bentoml_adapter
+
+    versions = bentoml_adapter.installed_versions(["torch", *PACKAGES])
+    if "mlflow-skinny" not in versions:  # a full mlflow install provides the same modules
+        versions.update({"mlflow": v for k, v in bentoml_adapter.installed_versions(["mlflow"]).items()})
+    torch = versions.pop("torch", None)
+    if torch is None:
+        raise MiniAutoMLError("torch is not installed; it is needed to describe the bento's image")
+    # The CPU build, whatever local label this environment's torch carries.
+    packages = [f"torch=={torch.split('+')[0]}+cpu"]
+    packages += [f"{name}=={version}" for name, version in versions.items()]
+    return packages
+
+
+def _bentofile(template: Path, packages: list[str]) -> dict:
+    config = yaml.safe_load(template.read_text(encoding="utf-8")) or {}
+    python = config.setdefault("python", {})
+    python["packages"] = packages
+    python["lock_packages"] = False  # never resolve over the network (and never a CUDA torch)
+    indexes = list(python.get("extra_index_url") or [])
+    if TORCH_CPU_INDEX not in indexes:
+        indexes.append(TORCH_CPU_INDEX)
+    python["extra_index_url"] = indexes
+    include = list(config.get("include") or [])
+    for pattern in ("service.py", "miniautoml/**/*.py"):
+        if pattern not in include:
+            include.append(pattern)
+    config["include"] = include
+    return config
+
+
+def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -> BentoBuild:
+    """Import the model `model_id` names into the BentoML store and build a bento serving it."""
+    from miniautoml.adapters import bentoml as bentoml_adapter
+
+    ref = serving.parse_model_id(model_id)
+    source = serving.MlflowResolver(settings).resolve(ref)
+    store_name = name or _store_name(source)
+    labels = {
+        "model_id": ref.text,
+        "run_id": source.run_id,
+        "registered_name": source.name or "",
+        "registered_version": "" if source.version is None else str(source.version),
+        "dataset_id": source.dataset_id or "",
+        "version_hash": source.version_hash or "",
+    }
+    labels = {k: v for k, v in labels.items() if v}
+    model_tag = bentoml_adapter.import_mlflow_model(
+        settings,
+        store_name,
+        source.model_uri,
+        labels=labels,
+        metadata={"mlflow_model_uri": source.model_uri, "tracking_uri": settings.tracking_uri},
+    )
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bento-build-", dir=settings.state_dir) as tmp:
+        ctx = Path(tmp)
+        shutil.copy2(BENTOS_DIR / "service.py", ctx / "service.py")
+        (ctx / "miniautoml").mkdir()
+        for module in BENTO_MODULES:
+            shutil.copy2(PACKAGE_DIR / module, ctx / "miniautoml" / module)
+        bentofile = ctx / "bentofile.yaml"
+        config = _bentofile(BENTOS_DIR / "bentofile.yaml", _pinned_packages())
+        bentofile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        tag = bentoml_adapter.build(
+            settings, ctx, bentofile, name=store_name, args={"model": model_tag}, labels=labels
+        )
+    return BentoBuild(
+        tag=tag,
+        model_tag=model_tag,
+        model_id=ref.text,
+        run_id=source.run_id,
+        registered_name=source.name,
+        registered_version=source.version,
+        dataset_id=source.dataset_id,
+        version_hash=source.version_hash,
+        bentoml_home=str(settings.bentoml_home),
+        serve=f"BENTOML_HOME={settings.bentoml_home} bentoml serve {tag}",
+        containerize=f"BENTOML_HOME={settings.bentoml_home} bentoml containerize {tag}",
+    )
+
+
+def list_bentos(settings: Settings) -> list[dict]:
+    from miniautoml.adapters import bentoml as bentoml_adapter
+
+    return bentoml_adapter.list_bentos(settings)
