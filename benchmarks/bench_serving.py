@@ -370,8 +370,8 @@ def table(report: dict) -> str:
         f"(p50 {ip['single_p50_ms']:.3f} ms, p99 {ip['single_p99_ms']:.3f} ms); 256-doc batches "
         f"{ip['batch256_docs_per_s']:.0f} docs/s; MLflow pyfunc.predict 1 doc {ip['pyfunc_single_docs_per_s']:.0f} docs/s",
         "",
-        f"| server | cold start | clients | req/s | p50 ms | p99 ms | errors |",
-        f"|---|---|---|---|---|---|---|",
+        "| server | cold start | clients | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in report["servers"]:
         for i, r in enumerate(s["levels"]):

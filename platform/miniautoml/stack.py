@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 from miniautoml.config import CONFIG_FILE, PROJECT_ROOT, Settings, StorageSettings, load_settings
 from miniautoml.errors import MiniAutoMLError, UserInputError
+from miniautoml.locks import file_lock
 
 ORDER = ("s3", "mlflow", "serve")  # start order; `down` stops in reverse
 DEFAULT_HOST = "127.0.0.1"
@@ -151,24 +151,9 @@ def _remove_record(settings: Settings, name: str) -> None:
 @contextlib.contextmanager
 def _stack_lock(settings: Settings, timeout: float = 300.0) -> Iterator[None]:
     """One `up`/`down` at a time per workspace, so two `up`s never start a service twice."""
-    directory = stack_dir(settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with open(directory / "stack.lock", "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StackError(f"another `up` or `down` of {settings.workspace} is still running") from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    busy = lambda: StackError(f"another `up` or `down` of {settings.workspace} is still running")  # noqa: E731
+    with file_lock(stack_dir(settings) / "stack.lock", timeout, busy, poll=0.1):
+        yield
 
 
 # --------------------------------------------------------------------------- processes

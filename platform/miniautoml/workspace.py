@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from miniautoml.adapters import dvc, git, s3
 from miniautoml.config import STATE_DIR, Settings
 from miniautoml.errors import UserInputError, WorkspaceBusyError
+from miniautoml.locks import file_lock
 
 LOCK_TIMEOUT_ENV = "MINIAUTOML_LOCK_TIMEOUT"
 
@@ -63,22 +61,6 @@ def locked(settings: Settings, timeout: float | None = None) -> Iterator[None]:
     """Serialise mutations of one workspace across processes (waits, then fails cleanly)."""
     if timeout is None:
         timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, "300"))
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with open(settings.state_dir / "workspace.lock", "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise WorkspaceBusyError(
-                        f"workspace {settings.workspace} is locked by another operation; try again"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    busy = lambda: WorkspaceBusyError(f"workspace {settings.workspace} is locked by another operation; try again")  # noqa: E731
+    with file_lock(settings.state_dir / "workspace.lock", timeout, busy):
+        yield

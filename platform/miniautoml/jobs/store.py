@@ -7,7 +7,6 @@ then `mlflow run --run-id` resumes the same run, which turns RUNNING when the tr
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miniautoml.config import Settings
+from miniautoml.locks import file_lock
 from miniautoml.errors import NotFoundError
 from miniautoml.jobs.procs import ProcessRef
 
@@ -81,13 +81,8 @@ def now_ms() -> int:
 @contextmanager
 def queue_lock(settings: Settings) -> Iterator[None]:
     """Serialises numbering, claiming and cancelling of jobs within a workspace."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.state_dir / "jobs-queue.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(settings.state_dir / "jobs-queue.lock"):
+        yield
 
 
 def logs_dir(settings: Settings) -> Path:
