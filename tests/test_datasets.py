@@ -153,3 +153,4 @@ def test_init_is_idempotent_and_keeps_state_out_of_git(cli, workspace):
     assert "/.miniautoml/" in (workspace / ".gitignore").read_text()
     tracked = subprocess.run(["git", "-C", str(workspace), "ls-files"], capture_output=True, text=True).stdout
     assert ".dvc/config.local" not in tracked and ".miniautoml" not in tracked
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a tool below us failed in a way we did not foresee: still one line
+        if os.environ.get("MINIAUTOML_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:500]
+        click.echo(f"error: {type(exc).__name__}: {first} (MINIAUTOML_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
