@@ -13,3 +13,15 @@ def test_help_lists_every_command_group(cli):
     assert out.returncode == 0
     for group in ("dataset", "train", "runs", "models", "serve", "predict", "bento", "lab", "up", "down", "status", "init"):
         assert group in out.stdout
+
+
+def test_configuring_mlflow_for_one_workspace_does_not_leak_into_the_next(tmp_path, monkeypatch):
+    import os
+
+    from miniautoml.adapters.mlflow import configure
+    from miniautoml.config import load_settings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    configure(load_settings(tmp_path / "a"))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert str(tmp_path / "b") in load_settings(tmp_path / "b").tracking_uri

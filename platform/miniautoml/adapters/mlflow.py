@@ -19,8 +19,17 @@ def configure(settings: Settings) -> None:
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(settings.storage.s3_env())
+    # MLflow also exports these URIs to os.environ for child processes. Left there, every later
+    # load_settings() in this process (say, of another workspace) would read them back as the
+    # user's choice; our children get the URI from Settings.tool_env() instead.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def client(settings: Settings) -> "MlflowClient":
