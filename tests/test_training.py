@@ -393,7 +393,7 @@ def test_registered_model_loads_in_a_fresh_process_from_its_own_code(trained, tm
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=child_env(trained.settings.workspace),
+        env=child_env(trained.settings.workspace, MLFLOW_TRACKING_URI=trained.settings.tracking_uri),
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
