@@ -95,3 +95,9 @@ def test_unknown_ids_and_hashes_give_clear_errors(cli, existing, args, message):
     out = cli(*args)
     assert out.returncode != 0 and message in out.error_line
     assert "Traceback" not in out.stderr
+
+
+def test_generic_dataset_rejects_a_directory_as_a_file(cli, workspace, tmp_path):
+    out = cli("dataset", "create", "raw", "--type", "GENERIC", "--file", str(tmp_path))
+    assert out.returncode != 0 and "not a regular file" in out.error_line
+    assert cli("dataset", "list").json == []

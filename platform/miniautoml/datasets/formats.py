@@ -39,11 +39,15 @@ def parse_type(value: str) -> DatasetType:
         raise UserInputError(f"dataset type {value!r} unknown: expected {allowed}") from None
 
 
-def _read_text(path: Path) -> str:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise UserInputError(f"{path}: file not found")
     if not path.is_file():
         raise UserInputError(f"{path}: not a regular file")
+
+
+def _read_text(path: Path) -> str:
+    _check_file(path)
     data = path.read_bytes()
     if not data.strip():
         raise UserInputError(f"{path}: file is empty")
@@ -142,14 +146,9 @@ def validate_files(dataset_type: DatasetType, files: list[Path]) -> dict:
         raise UserInputError(f"--file: two files share a name: {sorted(names)}")
     total = 0
     for f in files:
-        _read_text(f) if f.suffix == ".csv" else _check_exists(f)
+        _check_file(f)
         total += f.stat().st_size
     return {"numFiles": len(files), "numBytes": total}
-
-
-def _check_exists(path: Path) -> None:
-    if not path.is_file():
-        raise UserInputError(f"{path}: file not found")
 
 
 def write_commit(dataset_type: DatasetType, files: list[Path], dest: Path) -> None:

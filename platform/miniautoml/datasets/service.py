@@ -284,8 +284,9 @@ def fetch_snapshot(
     settings: Settings, dataset: str, version_hash: str, progress: Progress = _noop
 ) -> VersionedSnapshot:
     """The snapshot named by `version_hash`, on local disk (pulled from the remote if needed)."""
+    version_hash = version_hash.strip()
     meta = store.resolve(settings, dataset)
-    ids = commit_ids(version_hash.strip())
+    ids = commit_ids(version_hash)
     if not ids:
         raise UserInputError(f"version hash {version_hash!r} selects no commits: nothing to fetch")
     snap = meta.get("snapshots", {}).get(version_hash)
