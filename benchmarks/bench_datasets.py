@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, print_table, start_moto, timed, write_results
+from common import CLINC, print_table, start_moto, timed, write_results
 
 
 def generate(path: Path, rows: int, seed: int = 7) -> Path:
@@ -63,7 +63,7 @@ def main() -> None:
     try:
         big = generate(work / "big.csv", args.rows)
         inputs = {
-            "clinc150 part1+part2": (SHARED / "data/clinc150/demo-part1.csv", SHARED / "data/clinc150/demo-part2.csv"),
+            "clinc150 part1+part2": (CLINC / "demo-part1.csv", CLINC / "demo-part2.csv"),
             f"generated {args.rows:,} rows": (big, None),
         }
         for label, (first, second) in inputs.items():

@@ -4,7 +4,7 @@
 
 Needs `wrk` on PATH (Debian/Ubuntu: `apt-get install -y wrk`); this script installs nothing.
 In one run it:
-  1. trains a model on ../shared/data/clinc150/demo-part1.csv in a fresh workspace and registers
+  1. trains a model on data/clinc150/demo-part1.csv in a fresh workspace and registers
      it (`bench-intent`, alias `champion`);
   2. measures in-process prediction (the limit): `predict_texts` of one document, of 256, and
      MLflow's `pyfunc.predict` of one document;
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLINC = REPO.parent / "shared" / "data" / "clinc150"
+CLINC = REPO / "data" / "clinc150"
 BIN = Path(sys.executable).parent
 RESULTS = REPO / "benchmarks" / "results" / "serving.json"
 MODEL = "bench-intent"
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found on PATH: install it first (Debian/Ubuntu: apt-get install -y wrk)")
     if not (CLINC / "demo-part1.csv").is_file():
-        sys.exit(f"data missing: {CLINC} (../shared must sit beside the repository)")
+        sys.exit(f"data missing: {CLINC}")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-serving-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BIN, SHARED, print_table, write_results
+from common import BIN, CLINC, print_table, write_results
 
-CLINC = SHARED / "data" / "clinc150"
 DROP_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
             "MINIAUTOML_MAX_RUNNERS", "MINIAUTOML_WORKSPACE")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+CLINC = REPO / "data" / "clinc150"
 RESULTS = REPO / "benchmarks" / "results"
 BIN = Path(sys.executable).parent
 

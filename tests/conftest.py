@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-CLINC = SHARED / "data" / "clinc150"
+CLINC = REPO / "data" / "clinc150"
 BIN = Path(sys.executable).parent
 
 
@@ -136,7 +135,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def clinc_part1() -> Path:
     path = CLINC / "demo-part1.csv"
-    assert path.is_file(), f"test data missing: {path} (../shared must sit beside the repo)"
+    assert path.is_file(), f"test data missing: {path}"
     return path
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from serving_support import (
+    same_prediction,
     BIN,
     TEXTS,
     Server,
@@ -104,8 +105,7 @@ def test_the_served_bento_answers_like_the_registry_model(bento_server: Server, 
             status, body = bento_server.post("/predict", {"model_id": model_id, "document": text})
             assert status == 200, body
             assert body["model_id"] == models.run_v1
-            assert body["result"] == want["result"]
-            assert body["scores"] == pytest.approx(want["scores"])
+            assert same_prediction(body, want), (body, want)
 
 
 def test_the_served_bento_refuses_other_models(bento_server: Server, models: TrainedModels) -> None:

@@ -27,7 +27,7 @@ from training_code.train import TrainResult, load_config, prepare_overrides, tra
 from training_code.validation import ParamError, validate_params
 
 REPO = Path(__file__).resolve().parents[1]
-CLINC = REPO.parent / "shared" / "data" / "clinc150"
+CLINC = REPO / "data" / "clinc150"
 PY = sys.executable
 # Variables that would point a child process (or this one) at another workspace's MLflow run.
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
