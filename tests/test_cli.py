@@ -1,5 +1,12 @@
 """The CLI's contract: JSON on stdout, one `error:` line on stderr, never a traceback."""
 
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN, run_cli
+
 
 def test_an_unforeseen_failure_is_one_line_not_a_traceback(cli, workspace):
     # an MLflow tracking server that does not answer: the MLflow client raises its own exception
@@ -25,3 +32,66 @@ def test_configuring_mlflow_for_one_workspace_does_not_leak_into_the_next(tmp_pa
     configure(load_settings(tmp_path / "a"))
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert str(tmp_path / "b") in load_settings(tmp_path / "b").tracking_uri
+
+
+def test_version_prints_the_package_version(cli):
+    from importlib.metadata import version
+
+    out = cli("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"miniautoml {version('miniautoml')}\n"
+
+
+# --- outside a workspace: one line, exit 2, nothing created ---------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [["dataset", "list"], ["dataset", "create", "d", "--type", "TEXT_INTENT", "--file", __file__],
+     ["train", "list"], ["runs", "list"], ["models", "list"], ["bento", "list"], ["status"], ["down"]],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_a_missing_workspace_directory_is_an_error(tmp_path, args):
+    missing = tmp_path / "nonexistent"
+    out = run_cli(missing, *args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [out.error_line]
+    assert out.error_line == f"error: workspace {missing} (-w): no such directory; make one with `miniautoml init {missing}`"
+    assert not missing.exists()
+
+
+def test_a_directory_that_is_not_a_workspace_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a workspace")
+    out = run_cli(tmp_path, "train", "list")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.error_line.startswith(f"error: workspace {tmp_path} (-w): not a miniautoml workspace")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_command_run_outside_any_workspace_creates_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIAUTOML_WORKSPACE", "MLFLOW_TRACKING_URI")}
+    proc = subprocess.run([str(BIN / "miniautoml"), "train", "list"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"error: not in a miniautoml workspace: {tmp_path} has no .miniautoml/")
+    assert list(tmp_path.iterdir()) == []  # no ./.miniautoml/mlflow.db
+
+
+def test_help_and_version_work_outside_a_workspace(tmp_path):
+    assert run_cli(tmp_path / "nonexistent", "--version").returncode == 0
+    out = run_cli(tmp_path / "nonexistent", "dataset", "list", "--help")
+    assert out.returncode == 0 and "Usage: miniautoml dataset list" in out.stdout
+
+
+def test_init_makes_a_missing_directory_a_workspace(tmp_path):
+    ws = tmp_path / "new" / "ws"
+    out = run_cli(ws, "init")
+    assert out.returncode == 0, out.stderr
+    assert (ws / ".dvc").is_dir()
+    assert run_cli(ws, "dataset", "list").json == []
+
+
+def test_an_error_line_never_echoes_a_huge_value_whole(cli):
+    # a message that echoes a value whole (here the job id) is still bounded by the CLI
+    out = cli("train", "status", "x" * 20_000)
+    assert out.returncode == 2
+    assert out.error_line.startswith("error: job 'xxxx") and " … " in out.error_line
+    assert len(out.error_line) <= 510

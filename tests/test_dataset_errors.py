@@ -100,4 +100,20 @@ def test_unknown_ids_and_hashes_give_clear_errors(cli, existing, args, message):
 def test_generic_dataset_rejects_a_directory_as_a_file(cli, workspace, tmp_path):
     out = cli("dataset", "create", "raw", "--type", "GENERIC", "--file", str(tmp_path))
     assert out.returncode != 0 and "not a regular file" in out.error_line
-    assert cli("dataset", "list").json == []
+    assert list(workspace.iterdir()) == []  # rejected before the workspace was even initialised
+
+
+def test_prepare_with_a_tag_no_commit_carries_is_an_error(cli, workspace, existing):
+    out = cli("dataset", "prepare", "intents", "--tag", "nosuch=1")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [out.error_line]
+    assert out.error_line == "error: --tag 'nosuch=1': no commit of dataset 1 (intents) carries this tag; nothing to prepare"
+    assert head(workspace) == existing
+
+
+def test_a_huge_bad_version_hash_is_cut_short_in_the_error(cli, existing):
+    bogus = "hash" + "A" * 20_000
+    out = cli("dataset", "fetch", "intents", bogus)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [out.error_line]
+    assert out.error_line.startswith("error: version hash 'hashAAAA") and "…' (20004 characters)" in out.error_line
+    assert len(out.error_line) < 200

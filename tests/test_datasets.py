@@ -80,7 +80,6 @@ def test_prepare_names_selection_with_book_hash(cli, part1, part2):
     assert cli("dataset", "prepare", "intents", "--commit", "1").json["version_hash"] == "hashAg=="
     only_b = cli("dataset", "prepare", "intents", "--tag", "src=b").json
     assert only_b["version_hash"] == "hashBA==" and [c["commit_id"] for c in only_b["commits"]] == ["2"]
-    assert cli("dataset", "prepare", "intents", "--tag", "src=none").json["version_hash"] == "hash"
 
 
 def test_fetch_merges_commits_and_unifies_labels(cli, part1, part2):
@@ -95,6 +94,16 @@ def test_fetch_merges_commits_and_unifies_labels(cli, part1, part2):
     assert rows[0] == "hello there,greet" and rows[-1] == "many thanks,thank" and len(rows) == 5
     assert snap["statistics"]["numExamples"] == 5 and snap["statistics"]["numLabels"] == 4
     assert snap["source"].endswith(snap["dvc_md5"][2:])
+
+
+def test_blank_lines_before_the_header_do_not_make_it_an_example(cli, tmp_path):
+    data = write(tmp_path / "blank-first.csv", "\n\ntext,label\nhi,greet\n")
+    created = cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data))
+    assert created.returncode == 0, created.stderr
+    assert created.json["commits"][0]["statistics"] == {"numExamples": 1, "numLabels": 1, "labels": {"greet": 1}}
+    root = Path(cli("dataset", "fetch", "intents", "hashAg==").json["root"])
+    assert (root / "examples.csv").read_text() == "hi,greet\n"
+    assert json.loads((root / "labels.json").read_text()) == ["greet"]  # agrees with examples.csv
 
 
 def test_prepare_again_reuses_the_snapshot(cli, workspace, part1):

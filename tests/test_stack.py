@@ -235,6 +235,7 @@ def test_a_service_that_fails_to_start_takes_the_others_down(stack_workspace: Pa
 
 
 def test_down_with_nothing_running_is_a_no_op(stack_workspace: Path):
+    stack_workspace.mkdir()  # a new workspace, where `up` never ran
     result = stack_cli(stack_workspace, "down")
     assert result.returncode == 0, result.stderr
     assert result.json["services"] == {}
@@ -351,6 +352,73 @@ def test_datasets_land_in_the_local_s3(s3_stack: Stack):
     client = Minio(f"127.0.0.1:{s3_stack.ports['s3']}", access_key=keys["AWS_ACCESS_KEY_ID"],
                    secret_key=keys["AWS_SECRET_ACCESS_KEY"], secure=False)
     assert list(client.list_objects("miniautoml", prefix="dvc/", recursive=True))
+
+
+@dataclass
+class S3Session:
+    workspace: Path
+    up: CliResult
+    down: CliResult
+    before: dict  # miniautoml.toml before `up --s3`: another S3 server, a bucket of its own
+    keys: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def s3_session(tmp_path_factory: pytest.TempPathFactory, s3_server):
+    """A workspace on an S3 server of its own: `up --s3`, a dataset created on the local S3, `down`."""
+    ws = tmp_path_factory.mktemp("stack-s3-down") / "ws"
+    ws.mkdir()
+    before = {"storage": {"endpoint": s3_server.endpoint, "bucket": f"before-{free_port()}"}}
+    (ws / "miniautoml.toml").write_text(
+        f'[storage]\nendpoint = "{s3_server.endpoint}"\nbucket = "{before["storage"]["bucket"]}"\n')
+    keys = {k: v for k, v in s3_server.env().items() if k.startswith("AWS_")}
+    try:
+        up = stack_cli(ws, "up", "--s3", "--no-serve", "--mlflow-port", str(free_port()),
+                       "--s3-port", str(free_port()), env=keys)
+        assert up.returncode == 0, up.stderr
+        created = stack_cli(ws, "dataset", "create", "intents", "--type", "TEXT_INTENT",
+                            "--file", str(REPO / "data" / "demo" / "intents-part1.csv"), env=keys)
+        assert created.returncode == 0, created.stderr
+        down = stack_cli(ws, "down", env=keys)
+        assert down.returncode == 0, down.stderr
+        yield S3Session(ws, up, down, before, keys)
+    finally:
+        teardown_stack(ws)
+
+
+def test_down_says_that_the_local_s3_data_is_lost(s3_session: S3Session):
+    expected = {  # moto (the default) keeps its data in memory; minio, when on PATH, on disk
+        "moto": "the local S3 server was moto, which keeps its data in memory: what was pushed to it is lost",
+        "minio": "the local S3 server's data stays in ",
+    }[s3_session.up.json["services"]["s3"]["kind"]]
+    [warning] = s3_session.down.json["warnings"]
+    assert warning.startswith(expected)
+    assert f"warning: {warning}" in s3_session.down.stderr.splitlines()
+
+
+def test_down_puts_back_the_storage_settings_of_before_up_s3(s3_session: S3Session):
+    ws = s3_session.workspace
+    assert tomllib.loads((ws / "miniautoml.toml").read_text()) == s3_session.before
+    storage = s3_session.down.json["storage"]
+    assert storage["restored"] is True
+    assert storage["endpoint"] == s3_session.before["storage"]["endpoint"]
+    assert storage["remote"] == f"s3://{s3_session.before['storage']['bucket']}/dvc"
+
+
+def test_commits_pushed_only_to_the_local_s3_reach_the_restored_remote(s3_session: S3Session):
+    assert s3_session.down.json["storage"]["repushed"] >= 1
+    env = {k: v for k, v in os.environ.items() if k not in STACK_ENV_DROP}
+    status = subprocess.run([str(BIN / "dvc"), "status", "--cloud", "--json"], cwd=s3_session.workspace,
+                            capture_output=True, text=True, env={**env, **s3_session.keys})
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) == {}  # the restored remote holds everything the workspace tracks
+
+
+def test_the_next_dataset_update_after_down_works(s3_session: S3Session):
+    updated = stack_cli(s3_session.workspace, "dataset", "update", "intents",
+                        "--file", str(REPO / "data" / "demo" / "intents-part2.csv"), env=s3_session.keys)
+    assert updated.returncode == 0, updated.stderr
+    assert [c["commit_id"] for c in updated.json["commits"]] == ["1", "2"]
 
 
 # --------------------------------------------------------------------------- prediction service

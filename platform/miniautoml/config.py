@@ -89,6 +89,51 @@ def find_workspace(explicit: str | os.PathLike[str] | None = None) -> Path:
         return Path.cwd().resolve()
 
 
+WORKSPACE_MARKERS = (STATE_DIR, ".dvc", CONFIG_FILE)  # any one of them makes a directory a workspace
+
+
+def is_workspace(path: Path) -> bool:
+    """A directory holding the platform's state dir, a DVC repository or a miniautoml.toml."""
+    return path.is_dir() and any((path / marker).exists() for marker in WORKSPACE_MARKERS)
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def require_workspace(workspace: Path, named_by: str | None = None, initialise: bool = False) -> None:
+    """Refuse to act outside a workspace, before anything is read or created there.
+
+    `named_by` says how the user chose the directory (`-w`, `MINIAUTOML_WORKSPACE`), None when it
+    was found (the git checkout or the current directory). An existing empty directory the user
+    named is a new workspace, made on first use; with `initialise` (`dataset create`, which
+    initialises its workspace) any existing directory is. A missing directory never is: only
+    `init` (and `lab`, `up`) create one.
+    """
+    if is_workspace(workspace):
+        return
+    where = f"{workspace} ({named_by})" if named_by else str(workspace)
+    if not workspace.exists():
+        raise UserInputError(f"workspace {where}: no such directory; make one with `miniautoml init {workspace}`")
+    if not workspace.is_dir():
+        raise UserInputError(f"workspace {where}: not a directory")
+    if initialise or (named_by and _is_empty_dir(workspace)):
+        return
+    markers = f"{STATE_DIR}/, .dvc/ or {CONFIG_FILE}"
+    if named_by:
+        raise UserInputError(
+            f"workspace {where}: not a miniautoml workspace (no {markers}); "
+            f"make it one with `miniautoml init {workspace}`"
+        )
+    raise UserInputError(
+        f"not in a miniautoml workspace: {where} has no {markers}; "
+        "pass -w DIR or set MINIAUTOML_WORKSPACE, or make one with `miniautoml init`"
+    )
+
+
 def file_settings(workspace: Path) -> dict:
     """The workspace's `miniautoml.toml` as a dict ({} when absent)."""
     path = workspace / CONFIG_FILE

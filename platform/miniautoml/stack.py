@@ -462,6 +462,131 @@ def _restore_config(settings: Settings, old: str | None) -> None:
         path.write_text(old, encoding="utf-8")
 
 
+def storage_before_path(settings: Settings) -> Path:
+    """What `[storage] endpoint` was before `up --s3` changed it; `down` puts it back.
+    (Not in stack_dir: every `*.json` there is a service's pid file.)"""
+    return settings.state_dir / "storage-before-s3.json"
+
+
+def _toml_endpoint(text: str | None) -> str | None:
+    import tomllib
+
+    try:
+        endpoint = tomllib.loads(text or "").get("storage", {}).get("endpoint")
+    except (tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return endpoint if isinstance(endpoint, str) and endpoint else None
+
+
+def _save_storage_before(settings: Settings, old: str | None, endpoint: str) -> bool:
+    """Remember the storage endpoint `up --s3` replaced (once: a second `up --s3` before `down`
+    keeps the first record, the state before the stack). Returns whether it wrote the record."""
+    path = storage_before_path(settings)
+    if path.exists():
+        return False
+    record = {"endpoint": _toml_endpoint(old), "config_existed": old is not None, "set_endpoint": endpoint}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return True
+
+
+def _restore_storage(settings: Settings, s3_url: str | None) -> dict:
+    """Put back `[storage] endpoint` as it was before `up --s3`, if it still names the stopped
+    server. Only that key changes: other edits to miniautoml.toml since `up` stay."""
+    import tomlkit
+
+    path = settings.workspace / CONFIG_FILE
+    backup_path = storage_before_path(settings)
+    try:
+        before = json.loads(backup_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = {}  # no record (an older `up`): the endpoint was the embedded default's, none
+    stopped = s3_url or before.get("set_endpoint")
+    text = path.read_text(encoding="utf-8") if path.exists() else None
+    out: dict[str, Any] = {"stopped_endpoint": stopped, "config": str(path)}
+    current = _toml_endpoint(text)
+    if text is None or current is None or current != stopped:
+        out["restored"] = False  # the workspace no longer names the stopped server: left as is
+    else:
+        doc = tomlkit.parse(text)
+        previous = before.get("endpoint")
+        if previous:
+            doc["storage"]["endpoint"] = previous
+        else:
+            del doc["storage"]["endpoint"]
+            if not doc["storage"]:
+                del doc["storage"]
+        new_text = tomlkit.dumps(doc)
+        if not new_text.strip() and not before.get("config_existed", False):
+            path.unlink()
+        else:
+            tmp = path.with_suffix(".toml.tmp")
+            tmp.write_text(new_text, encoding="utf-8")
+            os.replace(tmp, path)
+        out["restored"] = True
+    backup_path.unlink(missing_ok=True)
+    return out
+
+
+def _repush(settings: Settings) -> int:
+    """Upload everything the workspace tracks from the local DVC cache to its (restored) remote.
+
+    Dataset commits and snapshots made while the stack's S3 server was the remote were pushed
+    only there; their bytes are still in the local DVC cache (`.dvc/cache`), so the remote the
+    workspace is back on gets them now and stays complete. Returns the number of files uploaded.
+    """
+    if not (settings.workspace / ".dvc").is_dir():
+        return 0  # no DVC repository: no dataset was ever committed here
+    from miniautoml.adapters import dvc
+    from miniautoml.adapters import s3 as s3_adapter
+    from miniautoml.errors import StorageError
+    from miniautoml.workspace import locked
+
+    with locked(settings, timeout=60.0):  # not while a dataset mutation runs (they are short)
+        dvc.configure_remote(settings)
+        if settings.storage.is_s3:
+            s3_adapter.ensure_bucket(settings.storage)
+        with dvc.open_repo(settings) as repo:
+            try:
+                return int(repo.push(remote=dvc.REMOTE) or 0)
+            except Exception as exc:  # noqa: BLE001 - DVC wraps transport errors in many types
+                raise StorageError(f"could not upload to the DVC remote: {dvc._reason(exc)}") from None
+
+
+def _after_s3(settings: Settings, record: dict | None) -> tuple[dict, list[str]]:
+    """After `down` stopped the S3 server: restore the storage settings, re-home the data, warn."""
+    warnings: list[str] = []
+    kind = (record or {}).get("kind")
+    bucket = (record or {}).get("bucket") or settings.storage.bucket
+    if kind == "moto":
+        warnings.append(
+            f"the local S3 server was moto, which keeps its data in memory: what was pushed to it is lost "
+            f"(MLflow artifacts under s3://{bucket}/mlflow: models of runs trained while it ran cannot be "
+            f"loaded; DVC data under s3://{bucket}/dvc: the local DVC cache still has it)"
+        )
+    elif kind == "minio":
+        warnings.append(f"the local S3 server's data stays in {record.get('data')}; `miniautoml up --s3` serves it again")
+    storage = _restore_storage(settings, (record or {}).get("url"))
+    settings = load_settings(settings.workspace)
+    storage["endpoint"] = settings.storage.endpoint  # None: the embedded local remote
+    storage["remote"] = (
+        f"s3://{settings.storage.bucket}/dvc" if settings.storage.is_s3 else str(settings.local_remote)
+    )
+    if not storage["restored"]:
+        return storage, warnings  # the workspace names other storage: nothing to re-home
+    try:
+        storage["repushed"] = _repush(settings)
+    except MiniAutoMLError as exc:
+        storage["repushed"] = None
+        storage["repush_error"] = str(exc)
+        warnings.append(
+            f"dataset data made while the local S3 server ran is only in the local DVC cache: {exc}; "
+            f"`dvc push` in {settings.workspace} uploads it to {storage['remote']} once that works"
+        )
+    return storage, warnings
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -536,7 +661,7 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
                 "started without S3: its default artifact root stays local until `miniautoml down` + `up --s3`"
             )
         started: list[tuple[Launch, subprocess.Popen, dict]] = []
-        config_backup: tuple[str | None] | None = None  # set once miniautoml.toml was changed
+        config_backup: tuple[str | None, bool] | None = None  # (old text, backup written?) once changed
         keys, dev_keys = _s3_keys(settings) if (opts.s3 or "s3" in running) else ({}, False)
         try:
             if "s3" in to_start:
@@ -548,7 +673,7 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
                 endpoint = running["s3"]["url"] if "s3" in running else started[-1][0].url
                 old, changed = _set_storage_endpoint(settings, endpoint)
                 if changed:
-                    config_backup = (old,)
+                    config_backup = (old, _save_storage_before(settings, old, endpoint))
                 settings = load_settings(settings.workspace)
                 _ensure_bucket(settings, endpoint, keys)
             batch = []
@@ -567,6 +692,8 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
             _rollback(settings, started)
             if config_backup is not None:
                 _restore_config(settings, config_backup[0])
+                if config_backup[1]:
+                    storage_before_path(settings).unlink(missing_ok=True)
             raise
         for launch, _proc, record in started:
             services[launch.name] = _describe(record, "started")
@@ -634,7 +761,13 @@ def _ordered(services: dict[str, dict]) -> dict[str, dict]:
 
 
 def down(settings: Settings, grace: float = DEFAULT_GRACE) -> dict:
-    """Stop every service `up` started in this workspace (last started first)."""
+    """Stop every service `up` started in this workspace (last started first).
+
+    With the local S3 server among them, the workspace goes back to the storage it used before
+    `up --s3` (`[storage] endpoint` of miniautoml.toml as it was), and the dataset data made
+    meanwhile is uploaded there from the local DVC cache: `storage` in the result says what was
+    restored and uploaded, `warnings` what was lost (moto keeps its data in memory only).
+    """
     stopped: dict[str, dict] = {}
     if not stack_dir(settings).is_dir():
         return {"workspace": str(settings.workspace), "services": stopped}
@@ -642,7 +775,11 @@ def down(settings: Settings, grace: float = DEFAULT_GRACE) -> dict:
         records = _read_records(settings)
         for name in reversed(list(records)):
             stopped[name] = _stop_record(settings, records[name], grace)
-    return {"workspace": str(settings.workspace), "services": _ordered(stopped)}
+        result: dict[str, Any] = {"workspace": str(settings.workspace), "services": _ordered(stopped)}
+        if "s3" in records or storage_before_path(settings).exists():
+            # The workspace named the server just stopped: back to the storage of before `up --s3`.
+            result["storage"], result["warnings"] = _after_s3(settings, records.get("s3"))
+    return result
 
 
 def status(settings: Settings) -> dict:

@@ -43,6 +43,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="miniautoml", prog_name="miniautoml", message="%(prog)s %(version)s")
 @click.option(
     "--workspace",
     "-w",
@@ -56,11 +57,23 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
     ctx.obj = {"workspace": workspace}
 
 
+ERROR_CHARS = 500  # an error line longer than this is cut in the middle
+
+
+def _error_line(message: str) -> str:
+    """The message as one bounded line. Values are cut where echoed (`errors.shown`); this
+    keeps even a message built elsewhere from echoing a pasted 20,000-character value whole."""
+    line = " ".join(message.split("\n"))
+    if len(line) <= ERROR_CHARS:
+        return line
+    return f"{line[:ERROR_CHARS - 200]} … {line[-150:]}"
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="miniautoml", standalone_mode=False)
     except MiniAutoMLError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_error_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)

@@ -12,7 +12,7 @@ PORT = click.IntRange(1, 65535)
 
 @click.command("up")
 @click.option("--s3", "s3", is_flag=True, help="Also run a local S3 server (minio if on PATH, else moto) "
-              "and point the workspace's storage at it.")
+              "and point the workspace's storage at it (until `down`).")
 @click.option("--no-serve", is_flag=True, help="Do not start the prediction service.")
 @click.option("--host", envvar="MINIAUTOML_HOST", default="127.0.0.1", show_default=True,
               help="Interface to bind [env MINIAUTOML_HOST].")
@@ -50,12 +50,27 @@ def up(ctx: click.Context, s3: bool, no_serve: bool, host: str, mlflow_port: int
               show_default=True, help="Seconds between SIGTERM and SIGKILL.")
 @click.pass_context
 def down(ctx: click.Context, grace: float) -> None:
-    """Stop exactly the services `up` started in this workspace."""
+    """Stop exactly the services `up` started in this workspace.
+
+    After `up --s3`, the workspace's storage goes back to what it was before, and dataset data
+    pushed only to the local S3 server is uploaded there from the local DVC cache. moto (the S3
+    server when minio is not installed) keeps its data in memory: `down` loses it and says so.
+    """
     from miniautoml import stack
 
     result = stack.down(settings_of(ctx), grace=grace)
     if not result["services"]:
         info("nothing was running")
+    if "storage" in result:
+        storage = result["storage"]
+        if storage["restored"]:
+            uploaded = storage.get("repushed")
+            info(f"storage: back to {storage['remote']}"
+                 + (f" ({uploaded} file(s) uploaded there from the local DVC cache)" if uploaded else ""))
+        else:
+            info(f"storage: left as {storage['config']} names it ({storage['remote']})")
+    for warning in result.get("warnings", []):
+        info(f"warning: {warning}")
     emit(result)
 
 

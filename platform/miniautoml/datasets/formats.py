@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from miniautoml.datasets.records import DatasetType
-from miniautoml.errors import UserInputError
+from miniautoml.errors import UserInputError, shown
 
 EXAMPLES = "examples.csv"
 LABELS = "labels.json"
@@ -36,7 +36,7 @@ def parse_type(value: str) -> DatasetType:
         return DatasetType(value.upper())
     except ValueError:
         allowed = " or ".join(t.value for t in DatasetType)
-        raise UserInputError(f"dataset type {value!r} unknown: expected {allowed}") from None
+        raise UserInputError(f"dataset type {shown(value)} unknown: expected {allowed}") from None
 
 
 def _check_file(path: Path) -> None:
@@ -97,7 +97,8 @@ class _NeedsDetail(Exception):
 
 def _label_fields(text: str) -> Iterator[str]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    first = next(reader, None)
+    # The header is the first non-blank row, as in `_rows`: blank lines before it do not hide it.
+    first = next((row for row in reader if row and row != [""]), None)
     if first is not None and [c.strip().lower() for c in first] != HEADER:
         reader = itertools.chain([first], reader)
     for row in reader:
@@ -161,17 +162,6 @@ def write_commit(dataset_type: DatasetType, files: list[Path], dest: Path) -> No
             shutil.copyfile(f, dest / f.name)
 
 
-def merge_statistics(stats: list[dict]) -> dict:
-    counts: Counter[str] = Counter()
-    for st in stats:
-        counts.update(st["labels"])
-    return {
-        "numExamples": sum(st["numExamples"] for st in stats),
-        "numLabels": len(counts),
-        "labels": dict(sorted(counts.items())),
-    }
-
-
 def write_snapshot(
     dataset_type: DatasetType, commits: list[tuple[str, Path, dict]], dest: Path
 ) -> tuple[list[str], dict]:
@@ -191,11 +181,24 @@ def write_snapshot(
                 parts.append(name)
                 total += f.stat().st_size
         return parts, {"numFiles": len(parts), "numBytes": total}
+    fields: Counter[str] = Counter()  # label field -> rows, of the rows actually written
+
+    def counted(rows: Iterator[tuple[int, list[str]]]) -> Iterator[list[str]]:
+        for _, row in rows:
+            fields[row[1]] += 1
+            yield row
+
     with open(dest / EXAMPLES, "w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         for _, cdir, _ in commits:
             path = cdir / EXAMPLES
-            writer.writerows(row for _, row in _rows(path, _read_text(path)))
-    statistics = merge_statistics([st for _, _, st in commits])
+            writer.writerows(counted(_rows(path, _read_text(path))))
+    # labels.json and the statistics come from the rows written, so they always agree with
+    # examples.csv (even for commits whose recorded statistics an older version miscounted).
+    counts: Counter[str] = Counter()
+    for field, n in fields.items():
+        for lab in field.split(";"):
+            counts[lab.strip()] += n
+    statistics = {"numExamples": sum(fields.values()), "numLabels": len(counts), "labels": dict(sorted(counts.items()))}
     (dest / LABELS).write_text(json.dumps(list(statistics["labels"]), ensure_ascii=False, indent=0), encoding="utf-8")
     return [EXAMPLES, LABELS], statistics

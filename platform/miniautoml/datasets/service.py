@@ -22,7 +22,7 @@ from miniautoml.datasets.records import (
     VersionedSnapshot,
 )
 from miniautoml.datasets.version_hash import commit_ids, dirname, version_hash
-from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.errors import NotFoundError, UserInputError, shown
 from miniautoml.faults import crash_point
 from miniautoml.workspace import ensure_workspace, locked
 
@@ -191,13 +191,19 @@ def _select(meta: dict, commit: str | int | None, tags: dict[str, str]) -> list[
     else:
         text = str(commit).strip()
         if not text.isdigit() or int(text) < 1:
-            raise UserInputError(f"--commit {commit!r}: expected a commit id (1, 2, ...)")
+            raise UserInputError(f"--commit {shown(commit)}: expected a commit id (1, 2, ...)")
         last = int(text)
         if last > len(commits):
             raise NotFoundError(f"dataset {meta['dataset_id']} has no commit {last} (it has {len(commits)})")
-    return [
-        c for c in commits[:last] if all(c["tags"].get(k) == v for k, v in tags.items())
-    ]
+    selected = [c for c in commits[:last] if all(c["tags"].get(k) == v for k, v in tags.items())]
+    if not selected:  # only a tag filter can empty the selection: every dataset has commit 1
+        flags = " ".join(f"--tag {shown(f'{k}={v}')}" for k, v in tags.items())
+        scope = f" up to --commit {last}" if last < len(commits) else ""
+        raise UserInputError(
+            f"{flags}: no commit of dataset {meta['dataset_id']} ({meta['name']}){scope} carries "
+            f"{'this tag' if len(tags) == 1 else 'all these tags'}; nothing to prepare"
+        )
+    return selected
 
 
 def _snapshot_version(meta: dict, vhash: str, selected: list[dict]) -> SnapshotVersion:
@@ -233,7 +239,7 @@ def _build_snapshot(settings: Settings, dataset: str, vhash: str, progress: Prog
         ids = commit_ids(vhash)
         for cid in ids:
             if cid not in by_id:
-                raise NotFoundError(f"version hash {vhash!r} selects commit {cid}, which dataset {meta['dataset_id']} does not have")
+                raise NotFoundError(f"version hash {shown(vhash)} selects commit {cid}, which dataset {meta['dataset_id']} does not have")
         commits = [by_id[i] for i in ids]
         commit_dirs = [settings.workspace / c["path"] for c in commits]
         sdir = store.dataset_dir(settings, meta["dataset_id"]) / "snapshots" / dirname(vhash)
@@ -288,7 +294,7 @@ def fetch_snapshot(
     meta = store.resolve(settings, dataset)
     ids = commit_ids(version_hash)
     if not ids:
-        raise UserInputError(f"version hash {version_hash!r} selects no commits: nothing to fetch")
+        raise UserInputError(f"version hash {shown(version_hash)} selects no commits: nothing to fetch")
     snap = meta.get("snapshots", {}).get(version_hash)
     if snap is None:
         meta = _build_snapshot(settings, dataset, version_hash, progress)

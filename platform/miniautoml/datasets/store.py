@@ -17,7 +17,7 @@ from pathlib import Path
 
 from miniautoml.adapters import git
 from miniautoml.config import Settings
-from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.errors import NotFoundError, UserInputError, shown
 
 DATASETS_DIR = "data/datasets"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
@@ -61,16 +61,16 @@ def resolve(settings: Settings, dataset: str) -> dict:
     for meta in all_metadata(settings):
         if meta["name"] == dataset:
             return meta
-    raise NotFoundError(f"dataset {dataset!r} not found in workspace {settings.workspace}")
+    raise NotFoundError(f"dataset {shown(dataset)} not found in workspace {settings.workspace}")
 
 
 def check_name(settings: Settings, name: str) -> None:
     if not NAME_RE.match(name):
         raise UserInputError(
-            f"dataset name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter"
+            f"dataset name {shown(name)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter"
         )
     if any(meta["name"] == name for meta in all_metadata(settings)):
-        raise UserInputError(f"dataset name {name!r}: a dataset with this name already exists")
+        raise UserInputError(f"dataset name {shown(name)}: a dataset with this name already exists")
 
 
 def next_id(settings: Settings) -> str:

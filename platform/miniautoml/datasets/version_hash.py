@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 
-from miniautoml.errors import UserInputError
+from miniautoml.errors import UserInputError, shown
 
 PREFIX = "hash"
 
@@ -25,14 +25,14 @@ def version_hash(commit_ids: Iterable[int]) -> str:
 def commit_ids(hash_: str) -> list[int]:
     """The selected commit ids of a version hash; a malformed hash is a clear input error."""
     if not hash_.startswith(PREFIX):
-        raise UserInputError(f"version hash {hash_!r}: must start with {PREFIX!r}")
+        raise UserInputError(f"version hash {shown(hash_)}: must start with {PREFIX!r}")
     body = hash_[len(PREFIX):]
     try:
         raw = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise UserInputError(f"version hash {hash_!r}: not valid base64 after {PREFIX!r}") from None
+        raise UserInputError(f"version hash {shown(hash_)}: not valid base64 after {PREFIX!r}") from None
     if version_hash(ids := _bits(int.from_bytes(raw, "little"))) != hash_:
-        raise UserInputError(f"version hash {hash_!r}: not in canonical form")
+        raise UserInputError(f"version hash {shown(hash_)}: not in canonical form")
     return ids
 
 
