@@ -10,13 +10,17 @@ Two ways to run it:
 
 HTTP (JSON):
   POST /predict        {"model_id": "...", "document": "...", "top_k": 3}
-                       -> {"result": label, "model_id": run id, "model_version": int|null,
-                           "scores": {label: probability, ... top_k}}
+                       -> {"result": label, "model_id": run id, "model_name": str|null,
+                           "model_version": int|null, "scores": {label: probability, ... top_k}}
   POST /predict_batch  {"model_id": "...", "documents": ["...", ...], "top_k": 3}
-                       -> {"model_id", "model_version", "predictions": [{"result", "scores"}, ...]}
+                       -> {"model_id", "model_name", "model_version",
+                           "predictions": [{"result", "scores"}, ...]}
   GET  /livez /readyz /metrics   (readyz: only when the tracking store answers)
-Errors are `{"error": message}`: 400 malformed JSON / missing or empty field / bad model id,
-404 unknown model, 413 body or document too large, 503 overloaded, 504 timed out.
+  GET  /docs.json      the OpenAPI document: limits, model id pattern and error statuses included
+model_name/model_version name the registered version the answering run is (null if none), by
+whichever id the model was asked for. Errors are one line, `{"error": message}`: 400 malformed
+JSON / wrong type / missing or empty field / bad model id (the message names the field),
+404 unknown model, 413 body, document or batch too large, 503 overloaded, 504 timed out.
 
 /predict is a BentoML batchable API (adaptive batching): concurrent requests are handed to one
 call as a list, grouped by model and run as one batch per model. Its body stays a single object:
@@ -31,12 +35,14 @@ import asyncio
 import gc
 import logging
 import os
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 import bentoml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from miniautoml import serving
@@ -73,30 +79,129 @@ ARGS = bentoml.use_arguments(ServiceArgs)
 # --------------------------------------------------------------------------------------------
 
 
-class PredictRequest(BaseModel):
-    model_id: str = Field(min_length=1, max_length=512, description=serving.MODEL_ID_HELP)
-    document: str = Field(description="the text to classify")
-    top_k: int = Field(default=3, ge=1, le=OPTIONS.max_top_k, description="how many scores to return")
+# Request validation happens here, once: `parse_request` turns a body into a request or an
+# `InvalidRequest` (one line naming the field; 400, or 413 when only a size limit is broken).
+# The limits are declared in the models, so the OpenAPI document (/docs.json) states them.
 
-    @field_validator("document")
+# A JSON-schema `pattern` matches anywhere: at least one character str.strip() keeps.
+_NOT_BLANK = rf"[^{serving.SPACES}]"
+_NOT_BLANK_RE = re.compile(_NOT_BLANK)
+_MODEL_ID = Field(
+    min_length=1,
+    max_length=512,
+    description=serving.MODEL_ID_HELP,
+    json_schema_extra={"pattern": serving.MODEL_ID_PATTERN, "example": "intent@champion"},
+)
+_TOP_K = Field(default=3, ge=1, le=OPTIONS.max_top_k, description="how many scores to return")
+_TEXT_SCHEMA = {"minLength": 1, "maxLength": OPTIONS.max_document_chars, "pattern": _NOT_BLANK}
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError("miniautoml_invalid", message)
+
+
+def _too_large(message: str) -> PydanticCustomError:
+    return PydanticCustomError("miniautoml_too_large", message)
+
+
+def _check_text(value: str, what: str) -> None:
+    if not _NOT_BLANK_RE.search(value):  # the pattern the schema declares, so both agree
+        raise _invalid(f"{what} is empty")
+    if len(value) > OPTIONS.max_document_chars:
+        raise _too_large(
+            f"{what} has {len(value)} characters; the limit is {OPTIONS.max_document_chars} (MINIAUTOML_MAX_DOCUMENT_CHARS)"
+        )
+
+
+class _ModelRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # "3" is not an integer, 42 not a string: as the schema says
+
+    @field_validator("model_id", check_fields=False)
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("document is empty")
+    def _model_id(cls, value: str) -> str:
+        try:
+            serving.parse_model_id(value)
+        except serving.UserInputError as exc:
+            raise _invalid(f"model_id: {exc}") from None
         return value
 
 
+class PredictRequest(_ModelRequest):
+    model_id: str = _MODEL_ID
+    document: str = Field(description="the text to classify", json_schema_extra=_TEXT_SCHEMA)
+    top_k: int = _TOP_K
+
+    @field_validator("document")
+    @classmethod
+    def _document(cls, value: str) -> str:
+        _check_text(value, "document")
+        return value
+
+
+class BatchRequest(_ModelRequest):
+    model_id: str = _MODEL_ID
+    documents: list[Annotated[str, Field(json_schema_extra=_TEXT_SCHEMA)]] = Field(
+        description="the texts to classify, answered in order",
+        json_schema_extra={"minItems": 1, "maxItems": OPTIONS.max_batch_documents},
+    )
+    top_k: int = _TOP_K
+
+    @field_validator("documents")
+    @classmethod
+    def _documents(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise _invalid("documents is empty")
+        if len(value) > OPTIONS.max_batch_documents:
+            raise _too_large(
+                f"{len(value)} documents; the limit is {OPTIONS.max_batch_documents} (MINIAUTOML_MAX_BATCH_DOCUMENTS)"
+            )
+        for i, doc in enumerate(value):
+            _check_text(doc, f"documents[{i}]")
+        return value
+
+
+@dataclass(frozen=True)
+class InvalidRequest:
+    """A body that failed validation: its one-line message and HTTP status (400 or 413)."""
+
+    message: str
+    status: int = 400
+
+
+_MAX_ERRORS_SHOWN = 3
+
+
+def parse_request(model: type[_ModelRequest], raw: bytes) -> Any:
+    """`raw` (JSON) as a `model` instance, or an InvalidRequest saying what is wrong in one line."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    parts = []
+    for err in errors[:_MAX_ERRORS_SHOWN]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        own = err["type"].startswith("miniautoml_")  # our messages name their field already
+        parts.append(err["msg"] if own or not where else f"{where}: {err['msg']}")
+    if len(errors) > _MAX_ERRORS_SHOWN:
+        parts.append(f"and {len(errors) - _MAX_ERRORS_SHOWN} more")
+    message = " ".join("; ".join(parts).split())[:1000]  # one line, bounded
+    if all(err["type"] == "miniautoml_too_large" for err in errors):
+        return InvalidRequest(message, 413)
+    return InvalidRequest("invalid request: " + message)
+
+
+# Responses. BentoML's OpenAPI writer keeps only the first branch of `anyOf`, so the nullable
+# fields declare OpenAPI 3.0's `nullable` themselves.
+_NULLABLE_INT = WithJsonSchema({"type": "integer", "nullable": True})
+_NULLABLE_STR = WithJsonSchema({"type": "string", "nullable": True})
+
+
 class Prediction(BaseModel):
-    result: str
+    result: str = Field(description="the most probable label")
     model_id: str = Field(description="the run id of the model that answered")
-    model_version: int | None = Field(description="registered version, when named by alias or version")
-    scores: dict[str, float]
-
-
-class BatchRequest(BaseModel):
-    model_id: str = Field(min_length=1, max_length=512, description=serving.MODEL_ID_HELP)
-    documents: list[str] = Field(description="the texts to classify, answered in order")
-    top_k: int = Field(default=3, ge=1, le=OPTIONS.max_top_k)
+    model_name: Annotated[str | None, _NULLABLE_STR] = Field(description="registered model name, if the run is registered")
+    model_version: Annotated[int | None, _NULLABLE_INT] = Field(description="registered version, if the run is registered")
+    scores: dict[str, float] = Field(description="the top_k labels and their probabilities")
 
 
 class DocumentPrediction(BaseModel):
@@ -106,23 +211,9 @@ class DocumentPrediction(BaseModel):
 
 class BatchPrediction(BaseModel):
     model_id: str
-    model_version: int | None
+    model_name: Annotated[str | None, _NULLABLE_STR]
+    model_version: Annotated[int | None, _NULLABLE_INT]
     predictions: list[DocumentPrediction]
-
-
-@dataclass(frozen=True)
-class InvalidRequest:
-    """A /predict body that failed validation; it travels with the batch and answers 400."""
-
-    message: str
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
-    return "invalid request: " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -145,18 +236,14 @@ class PredictInput(bentoml.IODescriptor):
 
     A batchable BentoML API takes a list. Parsing the single object into a one-element list keeps
     the book's request shape while the adaptive batcher concatenates the lists of concurrent
-    requests into one call.
+    requests into one call. A body that fails validation travels as an InvalidRequest.
     """
 
     requests: list[PredictRequest]
 
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> "PredictInput":
-        try:
-            item: PredictRequest | InvalidRequest = PredictRequest.model_validate_json(await request.body())
-        except ValidationError as exc:  # answered with a 400 by the API, like any other error
-            item = InvalidRequest(_validation_message(exc))
-        return cls.model_construct(requests=[item])
+        return cls.model_construct(requests=[parse_request(PredictRequest, await request.body())])
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -166,14 +253,11 @@ class PredictInput(bentoml.IODescriptor):
 class BatchInput(bentoml.IODescriptor):
     """/predict_batch's body, parsed as JSON whatever the Content-Type says (as /predict's)."""
 
-    model_id: str
-    documents: list[str]
-    top_k: int = 3
+    request: BatchRequest
 
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> "BatchInput":
-        body = BatchRequest.model_validate_json(await request.body())
-        return cls.model_construct(**body.model_dump())
+        return cls.model_construct(request=parse_request(BatchRequest, await request.body()))
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -183,15 +267,26 @@ class BatchInput(bentoml.IODescriptor):
 class PredictOutput(bentoml.IODescriptor):
     """Renders a request's own element of the batch result: a prediction or its error."""
 
-    result: str
-    model_id: str
-    model_version: int | None
-    scores: dict[str, float]
+    prediction: Prediction
 
     @classmethod
     async def to_http_response(cls, obj: Any, serde: Any) -> Response:
         (reply,) = obj  # one request object in -> one reply out
         return reply.response()
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return Prediction.model_json_schema(*args, **kwargs)
+
+
+class BatchOutput(bentoml.IODescriptor):
+    """/predict_batch answers a Response itself; this states its body in the OpenAPI document."""
+
+    prediction: BatchPrediction
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return BatchPrediction.model_json_schema(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,14 +492,9 @@ class PredictionService:
     async def _answer(self, requests: list[Any]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(requests)
         groups: dict[str, list[int]] = {}
-        limit = OPTIONS.max_document_chars
         for i, req in enumerate(requests):
             if isinstance(req, InvalidRequest):
-                replies[i] = _error(400, req.message)
-            elif len(req.document) > limit:
-                replies[i] = _error(
-                    413, f"document has {len(req.document)} characters; the limit is {limit} (MINIAUTOML_MAX_DOCUMENT_CHARS)"
-                )
+                replies[i] = _error(req.status, req.message)
             else:
                 groups.setdefault(req.model_id, []).append(i)
         served = await self._served(list(groups))
@@ -432,6 +522,7 @@ class PredictionService:
                         {
                             "result": out["result"],
                             "model_id": answer.run_id,
+                            "model_name": answer.name,
                             "model_version": answer.version,
                             "scores": out["scores"],
                         },
@@ -440,40 +531,77 @@ class PredictionService:
 
     # -- /predict_batch --------------------------------------------------------------------------
 
-    @bentoml.api(route="/predict_batch", input_spec=BatchInput, output_spec=BatchPrediction)
-    async def predict_batch(self, model_id: str, documents: list[str], top_k: int = 3) -> BatchPrediction:
+    @bentoml.api(route="/predict_batch", input_spec=BatchInput, output_spec=BatchOutput)
+    async def predict_batch(self, request: BatchRequest | InvalidRequest) -> Response:
         """Classify many documents with one model, in order."""
-        if not documents:
-            return _error(400, "documents is empty").response()  # type: ignore[return-value]
-        if len(documents) > OPTIONS.max_batch_documents:
-            return _error(  # type: ignore[return-value]
-                413,
-                f"{len(documents)} documents; the limit is {OPTIONS.max_batch_documents} (MINIAUTOML_MAX_BATCH_DOCUMENTS)",
-            ).response()
-        for i, doc in enumerate(documents):
-            if not doc.strip():
-                return _error(400, f"documents[{i}] is empty").response()  # type: ignore[return-value]
-            if len(doc) > OPTIONS.max_document_chars:
-                return _error(  # type: ignore[return-value]
-                    413,
-                    f"documents[{i}] has {len(doc)} characters; the limit is {OPTIONS.max_document_chars}",
-                ).response()
+        if isinstance(request, InvalidRequest):
+            return _error(request.status, request.message).response()
+        model_id, documents, top_k = request.model_id, request.documents, request.top_k
         answer = (await self._served([model_id]))[model_id]
         if isinstance(answer, Reply):
-            return answer.response()  # type: ignore[return-value]
+            return answer.response()
         if len(documents) <= 64:
             outputs = answer.model.predict(documents, top_k)
         else:  # keep the event loop answering other requests meanwhile
             outputs = await anyio.to_thread.run_sync(answer.model.predict, documents, top_k, limiter=self._compute)
         body = {
             "model_id": answer.run_id,
+            "model_name": answer.name,
             "model_version": answer.version,
             "predictions": [{"result": o["result"], "scores": o["scores"]} for o in outputs],
         }
-        return Reply(200, body).response()  # type: ignore[return-value]
+        return Reply(200, body).response()
 
 
 PredictionService.add_asgi_middleware(RequestSizeLimit, max_bytes=OPTIONS.max_request_bytes)
+
+
+# BentoML declares 200, 400, 404 and 500 for every API; the prediction routes also answer:
+_MORE_ANSWERS = {
+    413: "Content Too Large: body over MINIAUTOML_MAX_REQUEST_BYTES, or a document or batch over its limit",
+    503: "Service Unavailable: overloaded (queued over MINIAUTOML_BATCH_MAX_LATENCY_MS) or not ready",
+    504: "Gateway Timeout: not answered within MINIAUTOML_REQUEST_TIMEOUT_SECONDS",
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The service's OpenAPI document: BentoML's, plus what it cannot declare (a required body,
+    the 413/503/504 answers)."""
+    spec = PredictionService.openapi_spec.asdict()
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = {
+        "type": "object",
+        "title": "Error",
+        "required": ["error"],
+        "properties": {"error": {"type": "string", "title": "Message", "description": "what went wrong, one line"}},
+    }
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for route in ("/predict", "/predict_batch"):
+        spec["paths"][route]["post"]["requestBody"]["required"] = True  # no body: 400
+        responses = spec["paths"][route]["post"]["responses"]
+        for status, description in _MORE_ANSWERS.items():
+            responses.setdefault(status, {"description": description, "content": error})
+    return spec
+
+
+class OpenAPIDocument:
+    """Answers GET /docs.json with `openapi_document()` (made once per worker)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.body: bytes | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/docs.json":
+            return await self.app(scope, receive, send)
+        if self.body is None:
+            import json
+
+            self.body = json.dumps(openapi_document()).encode("utf-8")  # int status keys: not orjson
+        await Response(self.body, media_type="application/json")(scope, receive, send)
+
+
+PredictionService.add_asgi_middleware(OpenAPIDocument)
 
 
 def _cancel_request_timeout_timers() -> None:

@@ -199,6 +199,15 @@ class Server:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def log_size(self) -> int:
+        return self.log.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        """What the server logged after `offset` (a `log_size()` taken earlier)."""
+        with open(self.log, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", "replace")
+
     def stop(self) -> None:
         stop_process_tree(self.proc)
 
@@ -302,3 +311,26 @@ class LoadGenerator:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=30)
+
+
+# --------------------------------------------------------------------------------------------
+# Schemathesis: requests generated from a server's OpenAPI document
+# --------------------------------------------------------------------------------------------
+
+
+def run_schemathesis(url: str, workdir: Path, *, max_examples: int, config: str,
+                     timeout: float = 180.0) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """`st run` against `url`/docs.json, derandomized (the same cases every run), all checks;
+    `config` is a schemathesis.toml. Returns the process and the HAR entries of every request
+    it sent and response it got."""
+    config_file = workdir / "schemathesis.toml"
+    config_file.write_text(config)
+    har = workdir / "schemathesis.har"
+    argv = [
+        str(BIN / "st"), "--config-file", str(config_file), "run", f"{url}/docs.json", "--no-color",
+        "--max-examples", str(max_examples), "--generation-deterministic", "--seed", "0",
+        "--request-timeout", "30", "--report", "har", "--report-har-path", str(har),
+    ]
+    proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, env=clean_env(), timeout=timeout)
+    entries = json.loads(har.read_text())["log"]["entries"] if har.is_file() else []
+    return proc, entries

@@ -105,6 +105,7 @@ def test_the_served_bento_answers_like_the_registry_model(bento_server: Server, 
             status, body = bento_server.post("/predict", {"model_id": model_id, "document": text})
             assert status == 200, body
             assert body["model_id"] == models.run_v1
+            assert (body["model_name"], body["model_version"]) == (models.name, 1)  # by run id too
             assert same_prediction(body, want), (body, want)
 
 

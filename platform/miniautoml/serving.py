@@ -32,11 +32,24 @@ from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
 
 if TYPE_CHECKING:
     from miniautoml.config import Settings
+    from miniautoml.registry import ModelVersionInfo
 
 log = logging.getLogger(__name__)
 
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-_NAME_RE = re.compile(r"^[^\s@/][^@/]*$")  # a registered model name: no '@' or '/'
+# The characters str.strip() removes (str.isspace), spelled out for regular expressions: `\s`
+# means other sets in other engines (JSON-schema validators, test-data generators).
+SPACES = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The model id grammar, written once: `parse_model_id` matches it and the prediction service
+# declares it as the JSON-schema `pattern` of `model_id` (surrounding whitespace is ignored).
+# A name has no '@' or '/'; a version is 1..999999999 (what the registry's integer column holds).
+_MODEL_ID_FORMS = (
+    r"(?P<run>[0-9a-f]{32})"
+    rf"|(?P<alias_name>[^{SPACES}@/][^@/]*)@(?P<alias>[A-Za-z0-9_\-]+)"
+    rf"|(?P<version_name>[^{SPACES}@/][^@/]*)/(?P<version>0*[1-9][0-9]{{0,8}})"
+)
+_MODEL_ID_RE = re.compile(_MODEL_ID_FORMS)
+MODEL_ID_PATTERN = rf"^[{SPACES}]*(?:{re.sub(r'[?]P<[a-z_]+>', '?:', _MODEL_ID_FORMS)})[{SPACES}]*$"
 MODEL_ID_HELP = "expected a run id (32 hex characters), NAME@ALIAS or NAME/VERSION"
 
 
@@ -160,17 +173,15 @@ def parse_model_id(model_id: str) -> ModelRef:
     text = (model_id or "").strip()
     if not text:
         raise UserInputError(f"model id is empty; {MODEL_ID_HELP}")
-    if RUN_ID_RE.match(text):
+    found = _MODEL_ID_RE.fullmatch(text)
+    if found is None:
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        raise UserInputError(f"model id {shown!r}: {MODEL_ID_HELP}")
+    if found["run"]:
         return ModelRef(text, "run", run_id=text)
-    if "@" in text:
-        name, _, alias = text.rpartition("@")
-        if _NAME_RE.match(name) and alias and re.fullmatch(r"[A-Za-z0-9_\-]+", alias):
-            return ModelRef(text, "alias", name=name, alias=alias)
-    elif "/" in text:
-        name, _, version = text.rpartition("/")
-        if _NAME_RE.match(name) and version.isdigit() and int(version) > 0:
-            return ModelRef(text, "version", name=name, version=int(version))
-    raise UserInputError(f"model id {text!r}: {MODEL_ID_HELP}")
+    if found["alias"]:
+        return ModelRef(text, "alias", name=found["alias_name"], alias=found["alias"])
+    return ModelRef(text, "version", name=found["version_name"], version=int(found["version"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,10 +221,11 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What answers a model id now: the loaded model and the registry version it was named by."""
+    """What answers a model id now: the loaded model and its registered name and version, if any."""
 
     model: LoadedModel
     version: int | None
+    name: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -245,9 +257,12 @@ class MlflowResolver:
             except NotFoundError:
                 raise NotFoundError(f"model {ref.text!r} not found: no such run") from None
             tags = run.data.tags
+            registered = self._registered_version(ref.run_id)
             return ModelSource(
                 run_id=ref.run_id,
                 model_uri=f"runs:/{ref.run_id}/model",
+                name=registered.name if registered else None,
+                version=int(registered.version) if registered else None,
                 dataset_id=tags.get("dataset_id") or None,
                 version_hash=tags.get("version_hash") or None,
             )
@@ -269,6 +284,15 @@ class MlflowResolver:
             dataset_id=info.dataset_id,
             version_hash=info.version_hash,
         )
+
+    def _registered_version(self, run_id: str) -> "ModelVersionInfo | None":
+        """The registry version that run `run_id` is, if any: the first registered when several."""
+        from miniautoml import registry
+
+        versions = [v for v in registry.versions_of_run(self.settings, run_id) if v.status != "FAILED_REGISTRATION"]
+        if not versions:
+            return None
+        return min(versions, key=lambda v: (v.created_at or "", v.name, int(v.version)))
 
     def ping(self) -> bool:
         """Whether the tracking store answers now (quickly: readiness probes call this)."""
@@ -330,6 +354,7 @@ class _RefEntry:
     ref: ModelRef
     run_id: str
     version: int | None
+    name: str | None = None  # registered model name of `version`
 
 
 @dataclass(frozen=True)
@@ -385,7 +410,7 @@ class ModelPool:
                 loaded = self._models.get(entry.run_id)
                 if loaded is not None:
                     self._models.move_to_end(entry.run_id)
-                    return ServedModel(loaded, entry.version)
+                    return ServedModel(loaded, entry.version, entry.name)
             return None
 
     # -- the slow path: resolve and load ----------------------------------------------------
@@ -409,21 +434,21 @@ class ModelPool:
                 entry = self._refs.get(model_id)
             if entry is not None:  # resolved before, model evicted since: reload the same run
                 source: ModelSource | None = None
-                run_id, version = entry.run_id, entry.version
+                run_id, version, name = entry.run_id, entry.version, entry.name
             else:
                 source = self.resolver.resolve(ref)
-                run_id, version = source.run_id, source.version
+                run_id, version, name = source.run_id, source.version, source.name
             loaded = self._load(run_id, source)
         except (NotFoundError, UserInputError) as exc:
             self._remember_missing(model_id, exc)
             raise
         with self._lock:
-            self._refs[model_id] = _RefEntry(ref, run_id, version)
+            self._refs[model_id] = _RefEntry(ref, run_id, version, name)
             self._refs.move_to_end(model_id)
             while len(self._refs) > self.max_refs:
                 self._refs.popitem(last=False)
             self._missing.pop(model_id, None)
-        return ServedModel(loaded, version)
+        return ServedModel(loaded, version, name)
 
     def _remember_missing(self, model_id: str, exc: MiniAutoMLError) -> None:
         if self.not_found_ttl_seconds <= 0:
@@ -494,7 +519,7 @@ class ModelPool:
             except Exception as exc:  # tracking store down: keep serving what we have
                 log.warning("could not refresh alias %s: %s", model_id, exc)
                 continue
-            if source.run_id == entry.run_id and source.version == entry.version:
+            if (source.run_id, source.version, source.name) == (entry.run_id, entry.version, entry.name):
                 continue
             try:
                 self._load(source.run_id, source)  # load first: requests keep the old model
@@ -503,7 +528,7 @@ class ModelPool:
                 continue
             with self._lock:
                 if self._refs.get(model_id) is entry:
-                    self._refs[model_id] = _RefEntry(entry.ref, source.run_id, source.version)
+                    self._refs[model_id] = _RefEntry(entry.ref, source.run_id, source.version, source.name)
                 self.alias_swaps += 1
             log.info(
                 "alias %s: run %s (v%s) -> run %s (v%s)",
@@ -551,7 +576,7 @@ class ModelPool:
                     {"run_id": m.run_id, "model_uri": m.model_uri, "load_seconds": round(m.load_seconds, 3)}
                     for m in self._models.values()
                 ],
-                "ids": {k: {"run_id": e.run_id, "version": e.version} for k, e in self._refs.items()},
+                "ids": {k: {"run_id": e.run_id, "name": e.name, "version": e.version} for k, e in self._refs.items()},
                 "capacity": self.capacity,
                 "alias_swaps": self.alias_swaps,
             }
@@ -566,14 +591,7 @@ class StaticResolver:
 
     def resolve(self, ref: ModelRef) -> ModelSource:
         if ref.text in self.ids or ref.run_id == self.source.run_id:
-            return ModelSource(
-                run_id=self.source.run_id,
-                model_uri=self.source.model_uri,
-                name=self.source.name,
-                version=self.source.version if ref.kind != "run" else None,
-                dataset_id=self.source.dataset_id,
-                version_hash=self.source.version_hash,
-            )
+            return self.source  # by run id too: the run is the registered version it was built from
         served = ", ".join(sorted(self.ids | {self.source.run_id}))
         raise NotFoundError(f"model {ref.text!r} not found: this bento serves only {served}")
 
