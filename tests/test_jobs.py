@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes
 
-from miniautoml.jobs import cancel_job, job_status, submit_job
+from miniautoml.jobs import cancel_job, job_status, list_jobs, submit_job
 from miniautoml.jobs.procs import ProcessRef
 from miniautoml.jobs.runner import Runner
 
@@ -98,7 +98,7 @@ def one_label_csv(tmp_path: Path) -> Path:
         (["--data-path", "{csv}", "--model-name", "m", "-P", "epochs"], "expected key=value"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "=3"], "expected key=value"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "no such key=1"], "is not a parameter name"),
-        (["--data-path", "{csv}", "--model-name", "m", "-P", "epochz=3"], "Could not override 'epochz'"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "epochz=3"], "epochz=3: not a training parameter"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "epochs=0"], "epochs=0: must be a positive integer"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "lr=fast"], "lr='fast': expected a number"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "model_name=x"], "give model_name with --model-name"),
@@ -115,6 +115,56 @@ def test_submit_rejects_bad_request_without_queueing(bare_ws: Path, tiny_csv: Pa
     assert result.stderr.strip().splitlines() == [result.error_line]
     assert result.error_line.startswith("error: ") and message in result.error_line
     assert not (bare_ws / ".miniautoml" / "mlflow.db").exists()  # MLflow untouched: nothing queued
+
+
+@pytest.mark.parametrize(
+    "param, message",
+    [
+        ("lr=nan", "lr='nan': expected a finite number"),
+        ("lr=inf", "lr='inf': expected a finite number"),
+        ("lr=1e400", "lr='1e400': expected a finite number"),  # overflows to inf
+        ("seed=abc", "seed='abc': expected a whole number"),
+        ("seed=1.5", "seed='1.5': expected a whole number"),
+        ("+x=1", "+x=1: not a training parameter"),  # Hydra would add the key
+        ("hydra.run.dir={tmp}/made-by-hydra", "hydra.run.dir={tmp}/made-by-hydra: not a training parameter"),
+        ("model=nosuch", "model='nosuch': unknown; expected one of book, fasttext"),
+    ],
+)
+def test_submit_accepts_only_documented_finite_params_and_creates_no_job(
+    job_ws: Path, tiny_csv: Path, tmp_path: Path, param: str, message: str
+):
+    param, message = param.replace("{tmp}", str(tmp_path)), message.replace("{tmp}", str(tmp_path))
+    result = job_cli(job_ws, "train", "submit", "--data-path", str(tiny_csv), "--model-name", "m", "-P", param)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.error_line]
+    assert result.error_line.startswith(f"error: {message}")
+    assert list_jobs(job_settings(job_ws)) == []
+    assert not (tmp_path / "made-by-hydra").exists()
+
+
+def test_documented_params_come_from_the_config_files():
+    from training_code.validation import documented_params
+
+    documented = documented_params()
+    assert documented.groups == {"data": ("default",), "model": ("book", "fasttext"), "optimizer": ("adam", "sgd")}
+    assert {"epochs", "batch_size", "seed", "patience", "lr", "optimizer.momentum", "model.tokenizer.ngrams",
+            "data.limit"} <= set(documented.defaults)
+    assert not any(key.startswith("hydra") for key in documented.defaults)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("+x=1", "^x: not a training parameter"), ("lr=1e400", "^lr=inf: expected a finite number"),
+     ("seed=abc", "^seed=.abc.: expected a whole number")],
+)
+def test_the_trainer_rejects_what_submit_rejects(override: str, message: str):
+    """The trainer composes its own config (`mlflow run` bypasses submit): the same check applies."""
+    from training_code.train import load_config
+    from training_code.validation import ParamError, validate_params
+
+    with pytest.raises(ParamError, match=message):
+        validate_params(load_config(["data.path=x.csv", override]))
 
 
 def test_dataset_request_passes_the_training_config_check():
@@ -138,6 +188,8 @@ def test_malformed_job_id_is_a_clear_error(job_ws: Path):
 
 # --- the queue (jobs queued in-process without a runner) ---------------------------------------
 def queue_jobs(ws: Path, data: Path, n: int) -> list[str]:
+    """`n` queued jobs that stay queued: no runner slots (a free slot gets a runner started)."""
+    (ws / "miniautoml.toml").write_text("[jobs]\nmax_runners = 0\n", encoding="utf-8")
     settings = job_settings(ws)
     return [submit_job(settings, model_name="m", data_path=str(data), params={"epochs": "1"}, start_runner=False)
             for _ in range(n)]
@@ -224,6 +276,75 @@ def test_wait_on_a_finished_job_returns_at_once(trained_job):
     result = job_cli(trained_job.workspace, "train", "wait", trained_job.job_id, "--timeout", "60")
     assert result.returncode == 0
     assert result.json["status"] == "succeed"
+
+
+def test_submit_wait_shows_epoch_progress_on_stderr(trained_job):
+    """stdout stays the JSON result; stderr follows training epoch by epoch (epochs=2)."""
+    lines = trained_job.result.stderr.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[:2] for line in epochs] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert all(" loss " in line and " val_accuracy " in line for line in epochs)
+    assert trained_job.result.json["status"] == "succeed"
+
+
+# --- a runner SIGKILLed mid-job ------------------------------------------------------------------
+def runner_of(ws: Path, job_id: str) -> ProcessRef:
+    return ProcessRef.decode(mlflow_run(ws, job_id).data.tags["miniautoml.runner"])
+
+
+def recorded(ws: Path, job_id: str) -> bool:
+    """The job's end is recorded (by a runner or a status call), read without the jobs service."""
+    return mlflow_run(ws, job_id).data.tags.get("miniautoml.job_state") == "done"
+
+
+def kill_runner_mid_training(ws: Path, job_id: str) -> ProcessRef:
+    """SIGKILL the runner of `job_id` once it trains; its `mlflow run` goes on alone."""
+    poll("the trainer to finish an epoch", lambda: training_started(ws, job_id))
+    runner = runner_of(ws, job_id)
+    os.kill(runner.pid, signal.SIGKILL)
+    poll("the runner to be gone", lambda: runner.alive() is False)
+    return runner
+
+
+# Long enough (patience 0: no early stop) to be mid-training when its runner is killed.
+LONG_JOB = ("-P", "epochs=60", "-P", "patience=0")
+
+
+@pytest.mark.parametrize("trigger", ["status", "list"])
+def test_reading_jobs_after_a_sigkilled_runner_starts_a_runner_for_the_queue(
+    job_ws: Path, tiny_csv: Path, trigger: str
+):
+    first, second = (
+        job_cli(job_ws, "train", "submit", "--data-path", str(tiny_csv), "--model-name", "m", *params).json["job_id"]
+        for params in (LONG_JOB, ("-P", "epochs=1"))
+    )
+    dead = kill_runner_mid_training(job_ws, first)
+    assert mlflow_run(job_ws, second).info.status == "SCHEDULED"  # nobody left to launch it
+
+    read = job_cli(job_ws, "train", *(["status", second] if trigger == "status" else ["list"]))
+    assert read.returncode == 0, read.stderr
+
+    poll("the queued job to be run", lambda: recorded(job_ws, second), timeout=240)
+    assert mlflow_run(job_ws, second).info.status == "FINISHED"
+    jobs = {job["job_id"]: job for job in job_cli(job_ws, "train", "list").json}
+    assert jobs[second]["status"] == "succeed"
+    assert jobs[second]["metadata"]["runner"]["pid"] != dead.pid
+    assert jobs[first]["status"] == "succeed"  # adopted by the new runner, which saw it to its end
+    assert {jobs[first]["metadata"]["model_version"], jobs[second]["metadata"]["model_version"]} == {"1", "2"}
+
+
+def test_job_that_ends_after_its_runner_died_shows_its_registered_version(job_ws: Path, tiny_csv: Path):
+    job_id = job_cli(job_ws, "train", "submit", "--data-path", str(tiny_csv), "--model-name", "m",
+                     *LONG_JOB).json["job_id"]
+    kill_runner_mid_training(job_ws, job_id)
+    process = ProcessRef.decode(mlflow_run(job_ws, job_id).data.tags["miniautoml.process"])
+    poll("the orphaned `mlflow run` to end", lambda: process.alive() is False, timeout=240)
+    assert mlflow_run(job_ws, job_id).info.status == "FINISHED" and not recorded(job_ws, job_id)
+
+    status = job_cli(job_ws, "train", "status", job_id).json
+    assert status["status"] == "succeed"
+    assert status["metadata"]["model_version"] == "1"
+    assert recorded(job_ws, job_id)
 
 
 # --- failures -----------------------------------------------------------------------------------

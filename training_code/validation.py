@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from miniautoml.errors import UserInputError
@@ -10,6 +15,9 @@ from miniautoml.errors import UserInputError
 ALGORITHMS = ("intent-classification",)
 MODELS = ("fasttext", "book")  # kept in step with model.MODELS (not imported: it pulls in torch)
 OPTIMIZERS = ("adam", "sgd")
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+SEED_MAX = 2**32 - 1
+_PACKAGE_RE = re.compile(r"^#\s*@package\s+(\S+)")
 
 
 class ParamError(UserInputError):
@@ -21,27 +29,172 @@ def is_set(value: Any) -> bool:
     return value is not None and str(value).strip() != ""
 
 
-def _number(cfg: Mapping[str, Any], key: str) -> float:
-    value = cfg.get(key)
+def _as_number(value: Any, key: str) -> float:
+    """A finite number (NaN, inf and overflowing literals such as 1e400 are not)."""
+    if isinstance(value, bool):
+        raise ParamError(f"{key}={value!r}: expected a number")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise ParamError(f"{key}={value!r}: expected a number") from None
+    if not math.isfinite(number):
+        raise ParamError(f"{key}={value!r}: expected a finite number")
+    return number
+
+
+def _as_whole(value: Any, key: str) -> int:
+    """A whole number: 3, "3" or 3.0, not 3.5, "abc", true or 1e400."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        number = _as_number(value, key)
+    except ParamError:
+        raise ParamError(f"{key}={value!r}: expected a whole number") from None
+    if number != int(number):
+        raise ParamError(f"{key}={value!r}: expected a whole number")
+    return int(number)
+
+
+def _number(cfg: Mapping[str, Any], key: str) -> float:
+    return _as_number(cfg.get(key), key)
+
+
+def _whole(cfg: Mapping[str, Any], key: str, minimum: int, what: str) -> None:
+    """cfg[key] (a dotted key reaches into groups) is a whole number >= minimum; None passes
+    only for keys of a group (model.*, data.*), which the trainer defaults."""
+    node: Any = cfg
+    for part in key.split(".")[:-1]:
+        node = node.get(part) or {}
+    value = node.get(key.rsplit(".", 1)[-1])
+    if not is_set(value) and "." in key:
+        return
+    if _as_whole(value, key) < minimum:
+        raise ParamError(f"{key}={value}: must be {what}")
+
+
+# --- the documented parameters: params/config.yaml and its config groups ------------------------
+@dataclass(frozen=True)
+class Documented:
+    """Training parameters the config files declare: leaf keys with their defaults, and config
+    groups (`model=book`) with their options."""
+
+    defaults: dict[str, Any]
+    groups: dict[str, tuple[str, ...]]
+
+    def describe(self) -> str:
+        groups = [f"{name}={'|'.join(options)}" for name, options in self.groups.items()]
+        return ", ".join(sorted(groups) + sorted(self.defaults))
+
+
+def _leaves(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in node.items():
+        if key == "defaults" or (not prefix and key == "hydra"):
+            continue  # Hydra's own settings are not training parameters
+        if isinstance(value, Mapping) and value:
+            _leaves(value, f"{prefix}{key}.", out)
+        else:
+            out.setdefault(f"{prefix}{key}", value)
+
+
+def _package(path: Path, group: str) -> str:
+    """Where a group file's keys land: its `# @package` header, else under the group's name."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _PACKAGE_RE.match(line)
+        if match:
+            return match.group(1)
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+    return group
+
+
+@lru_cache(maxsize=4)
+def documented_params(params_dir: Path = PARAMS_DIR) -> Documented:
+    """Read params/config.yaml and every `params/<group>/<option>.yaml` (no Hydra composition:
+    this also runs inside the trainer's @hydra.main)."""
+    from omegaconf import OmegaConf
+
+    def load(path: Path) -> dict[str, Any]:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}  # type: ignore[return-value]
+
+    defaults: dict[str, Any] = {}
+    _leaves(load(params_dir / "config.yaml"), "", defaults)
+    groups: dict[str, tuple[str, ...]] = {}
+    for folder in sorted(p for p in params_dir.iterdir() if p.is_dir()):
+        files = sorted(folder.glob("*.yaml"))
+        if not files:
+            continue
+        groups[folder.name] = tuple(f.stem for f in files)
+        for path in files:
+            package = _package(path, folder.name)
+            _leaves(load(path), "" if package == "_global_" else f"{package.removeprefix('_global_.')}.", defaults)
+    return Documented(defaults, groups)
+
+
+def validate_override(key: str, value: str) -> None:
+    """One `key=value` training parameter as typed by a user (`-P lr=0.1`, `-P model=book`): a
+    documented key, plain (no Hydra `+`/`~`/`@` syntax), with a value of its default's type."""
+    documented = documented_params()
+    if key in documented.groups:
+        options = documented.groups[key]
+        if value not in options:
+            raise ParamError(f"{key}={value!r}: unknown; expected one of {', '.join(options)}")
+        return
+    if key not in documented.defaults:
+        raise ParamError(f"{key}={value}: not a training parameter; expected one of {documented.describe()}")
+    default = documented.defaults[key]
+    if isinstance(default, bool):
+        return
+    if isinstance(default, int):
+        _as_whole(value, key)
+    elif isinstance(default, float):
+        _as_number(value, key)
+
+
+def _undocumented(cfg: Mapping[str, Any]) -> list[str]:
+    """Keys of a composed config that no config file declares (e.g. added by `+x=1`)."""
+    if not isinstance(cfg, dict):
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
+    found: dict[str, Any] = {}
+    _leaves(cfg, "", found)
+    known = documented_params().defaults
+    return [key for key in found if key not in known]
 
 
 def validate_params(cfg: Mapping[str, Any]) -> None:
     """Raise ParamError on the first invalid parameter of a training config."""
+    unknown = _undocumented(cfg)
+    if unknown:
+        raise ParamError(
+            f"{unknown[0]}: not a training parameter; expected one of {documented_params().describe()}"
+        )
     algorithm = cfg.get("algorithm")
     if algorithm not in ALGORITHMS:
         raise ParamError(f"algorithm={algorithm!r}: unknown; expected one of {', '.join(ALGORITHMS)}")
     if _number(cfg, "lr") <= 0:
         raise ParamError(f"lr={cfg.get('lr')}: must be > 0")
     for key in ("epochs", "batch_size"):
-        value = _number(cfg, key)
-        if value <= 0 or value != int(value):
-            raise ParamError(f"{key}={cfg.get(key)}: must be a positive integer")
-    if _number(cfg, "patience") < 0:
-        raise ParamError(f"patience={cfg.get('patience')}: must be >= 0 (0 = no early stopping)")
+        _whole(cfg, key, 1, "a positive integer")
+    _whole(cfg, "patience", 0, ">= 0 (0 = no early stopping)")
+    seed = _as_whole(cfg.get("seed"), "seed")
+    if not 0 <= seed <= SEED_MAX:
+        raise ParamError(f"seed={seed}: must be between 0 and {SEED_MAX}")
+    if is_set(cfg.get("threads")):
+        _whole(cfg, "threads", 0, ">= 0")
+    for key, minimum, what in (
+        ("data.limit", 0, ">= 0 (0 = all rows)"),
+        ("model.embed_dim", 1, "a positive integer"),
+        ("model.hidden_dim", 0, ">= 0"),
+        ("model.tokenizer.ngrams", 1, "a positive integer"),
+        ("model.tokenizer.min_count", 1, "a positive integer"),
+    ):
+        _whole(cfg, key, minimum, what)
+    for key in ("clip_grad_norm", "momentum"):
+        value = (cfg.get("optimizer") or {}).get(key)
+        if value is not None and _as_number(value, f"optimizer.{key}") < 0:
+            raise ParamError(f"optimizer.{key}={value}: must be >= 0")
     model = cfg.get("model") or {}
     if model.get("name") not in MODELS:
         raise ParamError(f"model={model.get('name')!r}: unknown; expected one of {', '.join(MODELS)}")

@@ -23,14 +23,50 @@ def _finish(job) -> None:  # type: ignore[no-untyped-def]
         sys.exit(1)
 
 
+class _EpochProgress:
+    """Training progress on stderr while waiting: a tqdm bar (epoch, loss, val accuracy) on a
+    terminal; one line per epoch otherwise (logs, CI), or without tqdm."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, epoch) -> None:  # type: ignore[no-untyped-def]
+        if not self.tty:
+            info(epoch.line())
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.tty = False
+            info(epoch.line())
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=epoch.total, initial=epoch.epoch - 1, unit="epoch", desc="training",
+                            file=sys.stderr, dynamic_ncols=True, leave=True)
+        if epoch.total and epoch.epoch > self.bar.total:
+            self.bar.total = epoch.epoch
+        self.bar.set_postfix({k: round(v, 4) for k, v in epoch.metrics.items()}, refresh=False)
+        self.bar.update(epoch.epoch - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _wait(ctx: click.Context, job_id: str, timeout: float | None):  # type: ignore[no-untyped-def]
     from miniautoml.jobs import wait_job
 
+    progress = _EpochProgress()
     try:
-        return wait_job(settings_of(ctx), job_id, timeout=timeout)
+        return wait_job(settings_of(ctx), job_id, timeout=timeout, on_epoch=progress)
     except KeyboardInterrupt:
+        progress.close()
         info(f"stopped waiting; job {job_id} goes on (miniautoml train status {job_id})")
         raise
+    finally:
+        progress.close()
 
 
 def _read_snapshot(path: str, dataset_id: str | None, version_hash: str | None) -> tuple[str, str]:

@@ -251,6 +251,59 @@ class Runner:
                     log.warning("job %s: runner died; marking it failed", run.info.run_id)
                     store.mark_orphan_failed(self.client, run)
 
+    # -- jobs whose runner died ----------------------------------------------------------------
+    def adopt_abandoned(self) -> int:
+        """Take over jobs whose runner died (e.g. SIGKILLed) while their `mlflow run` went on:
+        wait for each in this runner's slot, as its own runner would have, then record its end
+        (model version, exit code). Returns how many were adopted."""
+        adopted = 0
+        launched = store.search_jobs(self.client, self.experiment_id, f"tags.`{store.STATE}` = '{store.STATE_LAUNCH}'")
+        for run in launched:
+            if self.stop_signal is not None:
+                break
+            if not store.abandoned(run) or store.orphaned(run):
+                continue  # alive elsewhere, or for reconcile_orphans
+            claimed = claim_abandoned(self.settings, self.client, run.info.run_id, self.me)
+            if claimed is None:
+                continue
+            log.warning("job %s: its runner died; following it to its end", run.info.run_id)
+            self.follow(claimed)
+            adopted += 1
+        return adopted
+
+    def follow(self, run: "Run") -> str:
+        """Wait for a job launched by another (dead) runner, honouring cancel and stop like
+        `run_job`, then finalise it. Returns the MLflow status."""
+        run_id = run.info.run_id
+        process = ProcessRef.decode(run.data.tags.get(store.PROCESS))
+        stopped_by_runner = cancelled = False
+        stop_deadline = next_cancel_check = 0.0
+        watched = False  # seen alive: its group id is not yet anyone else's
+        while process is not None and process.alive() is True:
+            watched = True
+            if (self.stop_signal is not None or cancelled) and not stop_deadline:
+                stopped_by_runner = not cancelled
+                stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+                process.kill_group()
+            elif stop_deadline and time.monotonic() >= stop_deadline:
+                process.kill_group(signal.SIGKILL)
+            if not cancelled and time.monotonic() >= next_cancel_check:
+                next_cancel_check = time.monotonic() + CANCEL_POLL_SECONDS
+                cancelled = self._cancel_requested(run_id)
+            time.sleep(POLL_SECONDS)
+        if process is not None and watched:
+            _kill_leftovers(process.pid)  # a trainer outliving its `mlflow run`
+        logs = store.logs_dir(self.settings)
+        shutil.rmtree(logs / f"{run_id}.storage", ignore_errors=True)
+        status_file = logs / f"{run_id}.exit"
+        trainer_status = _read_status(status_file)
+        status_file.unlink(missing_ok=True)
+        # `mlflow run`'s own exit code died with its runner: FINISHED means it exited 0.
+        mlflow_status = self.client.get_run(run_id).info.status
+        rc = 0 if mlflow_status == "FINISHED" and not stopped_by_runner else 1
+        err_path = Path(run.data.tags.get(store.LOG_STDERR) or logs / f"{run_id}.err.log")
+        return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
+
     # -- one job -------------------------------------------------------------------------------
     def run_job(self, run: "Run") -> str:
         """Launch one claimed job, wait for it, leave it terminal. Returns the MLflow status."""
@@ -379,6 +432,7 @@ class Runner:
         done = 0
         try:
             self.reconcile_orphans()
+            self.adopt_abandoned()
             while self.stop_signal is None:
                 run = self.claim_next()
                 if run is None:
@@ -405,6 +459,26 @@ class Runner:
             if slot is not None:
                 release_slot(slot)
         return done
+
+
+def claim_abandoned(settings: Settings, client: "MlflowClient", run_id: str, me: ProcessRef) -> "Run | None":
+    """Make `me` the runner of a job whose runner died; None if it is not abandoned (any more)."""
+    with store.queue_lock(settings):
+        run = client.get_run(run_id)
+        if not store.abandoned(run):
+            return None
+        store.set_tags(client, run_id, {store.RUNNER: me.encode()})
+        return client.get_run(run_id)
+
+
+def finalise_abandoned(settings: Settings, run: "Run") -> "Run":
+    """Record the end of a job that ended after its runner died (its model version, exit code,
+    message), here and now, as its runner would have. Returns the run as it is then."""
+    runner = Runner(settings)
+    claimed = claim_abandoned(settings, runner.client, run.info.run_id, runner.me)
+    if claimed is not None:
+        runner.follow(claimed)
+    return runner.client.get_run(run.info.run_id)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

@@ -21,7 +21,11 @@ from miniautoml.jobs.procs import ProcessRef
 from miniautoml.jobs.store import JobStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlflow import MlflowClient
+
+    from miniautoml.jobs.progress import Epoch
 
 ALGORITHMS = tuple(runner_mod.ENTRY_POINTS)
 DEFAULT_ALGORITHM = "intent-classification"
@@ -79,8 +83,19 @@ def _check_params(params: dict[str, str]) -> dict[str, str]:
             raise UserInputError(f"-P {key}=...: give {bare} with {RESERVED_PARAMS[bare]}, not -P")
         if "\n" in value or "\r" in value:
             raise UserInputError(f"-P {key}: the value spans lines")
+        _check_documented(key, value)
         clean[key] = value
     return clean
+
+
+def _check_documented(key: str, value: str) -> None:
+    """Only the training parameters params/ declares, each with a value of its type: no Hydra
+    `+key`/`~key`/`hydra.*` overrides, no NaN/inf (the trainer checks the same again)."""
+    try:
+        from training_code.validation import validate_override
+    except ImportError:  # no training code next to the platform: the trainer will check
+        return
+    validate_override(key, value)
 
 
 def _check_dataset(settings: Settings, dataset_id: str, version_hash: str) -> str:
@@ -233,17 +248,43 @@ def submit_job(
 
 
 def _reconciled(settings: Settings, client: "MlflowClient", job_id: str):
-    run = store.get_job_run(client, job_id)
+    return _reconcile(settings, client, store.get_job_run(client, job_id))
+
+
+def _reconcile(settings: Settings, client: "MlflowClient", run):  # type: ignore[no-untyped-def]
+    """The run with what a dead runner left unrecorded recorded: a job that died with its runner
+    is marked failed; one that ended on its own after its runner died is finalised (model
+    version, exit code) here. One still training after its runner died needs a runner."""
     if store.orphaned(run):
-        run = store.mark_orphan_failed(client, run)
+        return store.mark_orphan_failed(client, run)
+    if store.abandoned(run) and run.info.status in store.MLFLOW_TERMINAL and not store.job_process_alive(run):
+        return runner_mod.finalise_abandoned(settings, run)
     return run
 
 
+def _needs_runner(run) -> bool:  # type: ignore[no-untyped-def]
+    """Queued, or still training after its runner died (a new runner adopts it)."""
+    queuing = run.info.status == "SCHEDULED" and run.data.tags.get(store.STATE) != store.STATE_LAUNCH
+    return queuing or store.abandoned(run)
+
+
+def _revive_runner(settings: Settings) -> None:
+    """Start a runner if a slot is free, e.g. after the last one was SIGKILLed."""
+    try:
+        runner_mod.ensure_runner(settings)
+    except UserInputError:  # a bad max_runners setting: `submit` reports it; reading goes on
+        pass
+
+
 def job_status(settings: Settings, job_id: str) -> JobStatus:
-    """The job's status; a job whose runner died mid-run is marked failed here."""
+    """The job's status. A job whose runner died is recorded here (failed if it died too, its
+    end and model version if it ended on its own), and a runner is started if the job waits
+    for one."""
     client, experiment_id = _client(settings)
     run = _reconciled(settings, client, job_id)
     queue = store.queued(client, experiment_id) if run.info.status == "SCHEDULED" else None
+    if _needs_runner(run):
+        _revive_runner(settings)
     return store.derive_status(run, queue)
 
 
@@ -255,35 +296,49 @@ def list_jobs(settings: Settings, status: str | None = None, limit: int | None =
     runs = store.search_jobs(client, experiment_id, order_by=["attributes.start_time DESC"],
                              limit=None if status else limit)
     queue = store.queued(client, experiment_id)
-    jobs = []
+    jobs, revive = [], bool(queue)
     for run in runs:
-        if store.orphaned(run):
-            run = store.mark_orphan_failed(client, run)
+        run = _reconcile(settings, client, run)
+        revive = revive or _needs_runner(run)
         job = store.derive_status(run, queue)
         if status is None or job.status == status:
             jobs.append(job)
+    if revive:
+        _revive_runner(settings)
     return jobs[:limit] if limit else jobs
 
 
 def wait_job(
-    settings: Settings, job_id: str, timeout: float | None = None, poll: float = 0.5, raise_on_failure: bool = False
+    settings: Settings,
+    job_id: str,
+    timeout: float | None = None,
+    poll: float = 0.5,
+    raise_on_failure: bool = False,
+    on_epoch: "Callable[[Epoch], None] | None" = None,
 ) -> JobStatus:
     """Block until the job is terminal (and its runner finished recording it).
 
     Starts a runner if the job is queued and none is alive (e.g. the last one was killed).
+    `on_epoch` is called with each epoch the trainer finishes (its metrics), in order.
     Raises JobTimeoutError after `timeout` seconds; JobFailedError on failure if asked to.
     """
+    from miniautoml.jobs.progress import EpochReader
+
     client, experiment_id = _client(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
     checked_runner = 0.0
+    epochs = EpochReader(client)
     while True:
         run = _reconciled(settings, client, job_id)
+        if on_epoch is not None:
+            for epoch in epochs.read(run):
+                on_epoch(epoch)
         if store.finalised(run):
             job = store.derive_status(run)
             if raise_on_failure and job.status == store.FAILURE:
                 raise JobFailedError(f"job {job_id} failed: {job.message}")
             return job
-        if run.info.status == "SCHEDULED" and time.monotonic() - checked_runner > 5.0:
+        if _needs_runner(run) and time.monotonic() - checked_runner > 5.0:
             checked_runner = time.monotonic()
             runner_mod.ensure_runner(settings)
         if deadline is not None and time.monotonic() >= deadline:

@@ -228,14 +228,31 @@ def derive_status(run: "Run", queue: list["Run"] | None = None) -> JobStatus:
 
 
 def finalised(run: "Run") -> bool:
-    """Terminal and nothing left to record: the runner marked it done, or no runner is left
-    to do it (then the state is as final as it gets)."""
+    """Terminal and nothing left to record: the runner marked it done, or the job never had a
+    runner here to do it (created by hand, or claimed on another host). A job whose runner died
+    is not: whoever looks at it next records it (see `abandoned`)."""
     if run.info.status not in MLFLOW_TERMINAL:
         return False
     if run.data.tags.get(STATE) == STATE_DONE:
         return True
     runner = ProcessRef.decode(run.data.tags.get(RUNNER))
-    return runner is None or runner.alive() is not True
+    return runner is None or runner.alive() is None
+
+
+def abandoned(run: "Run") -> bool:
+    """Claimed by a runner that died before it recorded the job's end (model version, exit
+    code): its `mlflow run` may still be training, or may have ended on its own."""
+    tags = run.data.tags
+    if tags.get(STATE) != STATE_LAUNCH:
+        return False
+    runner = ProcessRef.decode(tags.get(RUNNER))
+    return runner is not None and runner.alive() is False
+
+
+def job_process_alive(run: "Run") -> bool:
+    """The job's `mlflow run` (leader of its process group) still runs on this host."""
+    process = ProcessRef.decode(run.data.tags.get(PROCESS))
+    return process is not None and process.alive() is True
 
 
 def orphaned(run: "Run") -> bool:
