@@ -25,7 +25,7 @@ def _finish(job) -> None:  # type: ignore[no-untyped-def]
 
 class _EpochProgress:
     """Training progress on stderr while waiting: a tqdm bar (epoch, loss, val accuracy) on a
-    terminal; one line per epoch otherwise (logs, CI), or without tqdm."""
+    terminal; one line per epoch otherwise (logs, CI)."""
 
     def __init__(self) -> None:
         self.bar = None
@@ -35,13 +35,9 @@ class _EpochProgress:
         if not self.tty:
             info(epoch.line())
             return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            self.tty = False
-            info(epoch.line())
-            return
         if self.bar is None:
+            from tqdm import tqdm
+
             self.bar = tqdm(total=epoch.total, initial=epoch.epoch - 1, unit="epoch", desc="training",
                             file=sys.stderr, dynamic_ncols=True, leave=True)
         if epoch.total and epoch.epoch > self.bar.total:
