@@ -1,4 +1,8 @@
-"""`dvc repro` runs dvc.yaml: prepare the snapshot, train it through the job service."""
+"""`dvc repro` runs dvc.yaml: prepare the snapshot, train it through the job service.
+
+The workspace is a checkout as the pipeline expects one: dvc.yaml, MLproject, params/ and
+training_code/ beside the datasets (the trainer itself runs from this repository's copy).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import BIN, REPO, run_cli
+
+# Hydra configs every training run composes (params/pipeline.yaml is the pipeline's own).
+HYDRA_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "params").rglob("*.yaml") if p.name != "pipeline.yaml")
 
 
 def dvc(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -22,14 +30,42 @@ def dvc(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def pipeline_ws(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("pipeline") / "ws"
+    ws.mkdir()  # `dataset create` makes a workspace of an existing directory
     created = run_cli(ws, "dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(REPO / "data/demo/intents-part1.csv"))
     assert created.returncode == 0, created.stderr
-    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    shutil.copytree(REPO / "params", ws / "params")
+    for name in ("dvc.yaml", "MLproject"):
+        shutil.copy(REPO / name, ws / name)
+    for name in ("params", "training_code"):
+        shutil.copytree(REPO / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
     (ws / "params/config.yaml").write_text((ws / "params/config.yaml").read_text().replace("epochs: 10", "epochs: 3"))
+    with open(ws / ".dvcignore", "a") as fh:
+        fh.write("__pycache__/\n")  # as in this repository: bytecode is no change of training_code/
+    git(ws, "add", "-A")
+    git(ws, "commit", "-q", "-m", "pipeline")  # `dvc exp run` commits experiments on top of it
     repro = dvc(ws, "repro")
     assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
     return ws
+
+
+def git(ws: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    subprocess.run(["git", "-C", str(ws), *args], check=True, capture_output=True, env=env)
+
+
+def train_stage_status(ws: Path) -> list:
+    """What `dvc status` says changed for the train stage ([] when it is up to date)."""
+    out = dvc(ws, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout).get("train", [])
+
+
+def plot_fields(ws: Path) -> dict[str, set[str]]:
+    """Each plot of `dvc plots show` with the CSV columns it draws."""
+    out = dvc(ws, "plots", "show", "--json")
+    assert out.returncode == 0, out.stderr
+    return {name: {row["field"] for plot in plots for row in plot["content"]["data"]["values"]}
+            for name, plots in json.loads(out.stdout)["data"].items()}
 
 
 def test_repro_trains_and_registers_the_prepared_snapshot(pipeline_ws):
@@ -47,14 +83,61 @@ def test_dvc_shows_the_runs_metrics_and_plots(pipeline_ws):
     values = json.loads(metrics.stdout)
     [entry] = [v for v in values.values()]
     assert 0.0 < entry["data"]["data/pipeline/metrics.json"]["data"]["test_accuracy"] <= 1.0
-    plots = dvc(pipeline_ws, "plots", "show", "--json")
-    assert plots.returncode == 0 and "val_accuracy" in plots.stdout
+    assert plot_fields(pipeline_ws) == {"loss": {"train_loss", "val_loss"}, "accuracy": {"train_accuracy", "val_accuracy"}}
+    rows = (pipeline_ws / "data/pipeline/metrics_epochs.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy" and len(rows) >= 2
 
 
 def test_repro_again_without_changes_does_not_retrain(pipeline_ws):
     again = dvc(pipeline_ws, "repro")
     assert again.returncode == 0, again.stderr
     assert "Stage 'train' didn't change, skipping" in again.stdout + again.stderr
+
+
+def test_train_stage_depends_on_all_training_code_and_every_hydra_config():
+    train = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
+    params = {next(iter(p)) if isinstance(p, dict) else p: p for p in train["params"]}
+    whole_files = sorted(name for name, p in params.items() if isinstance(p, dict) and p[name] is None)
+    file_deps = [d for d in train["deps"] if str(d).endswith(".yaml")]
+    assert sorted(whole_files + file_deps) == HYDRA_CONFIGS  # a new config file must be listed too
+    assert {"data/pipeline/snapshot.json", "training_code", "MLproject"} <= set(train["deps"])
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "change"),
+    [
+        ("params/optimizer/adam.yaml", "lr: 0.01", "lr: 0.02", {"params/optimizer/adam.yaml": {"lr": "modified"}}),
+        ("params/model/fasttext.yaml", "embed_dim: 100", "embed_dim: 50",
+         {"params/model/fasttext.yaml": {"embed_dim": "modified"}}),
+        ("training_code/model.py", '"""', '"""  ', {"training_code": "modified"}),
+    ],
+)
+def test_a_change_to_what_training_reads_makes_the_train_stage_stale(pipeline_ws, path, old, new, change):
+    file = pipeline_ws / path
+    text = file.read_text()
+    assert old in text
+    file.write_text(text.replace(old, new, 1))
+    try:
+        assert train_stage_status(pipeline_ws) == [{"changed deps": change}]
+    finally:
+        file.write_text(text)
+    assert train_stage_status(pipeline_ws) == []
+
+
+def test_dvc_exp_run_sets_a_param_and_retrains(pipeline_ws):
+    """`dvc exp run -S` rewrites params/config.yaml: it must hold no Hydra-only interpolation."""
+    exp = dvc(pipeline_ws, "exp", "run", "-S", "params/config.yaml:epochs=2")
+    assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
+    job = json.loads((pipeline_ws / "data/pipeline/job.json").read_text())
+    assert job["status"] == "succeed" and job["metadata"]["params"]["epochs"] == "2"
+    assert job["metadata"]["model_version"] == "2"
+    rows = (pipeline_ws / "data/pipeline/metrics_epochs.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    shown = dvc(pipeline_ws, "exp", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "\"epochs\": 2" in shown.stdout
+    config = (pipeline_ws / "params/config.yaml").read_text()
+    assert "epochs: 2\n" in config and config.replace("epochs: 2", "epochs: 3") == (REPO / "params/config.yaml").read_text().replace("epochs: 10", "epochs: 3")
 
 
 def test_snapshot_option_rejects_a_file_that_is_not_a_prepare_record(workspace, tmp_path):

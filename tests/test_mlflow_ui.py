@@ -2,8 +2,9 @@
 
 The stack (`miniautoml up --no-serve`) serves the MLflow UI on the workspace's store; one dataset is
 created, prepared and trained on. Then Chromium renders the UI (a React app) and the tests read its
-DOM: the run page must show the dataset input (name `<dataset_id>@<version_hash>`, DVC digest) and
-the lineage tags; the registered model version page must link back to its run. Screenshots of both
+DOM: the run page must show the dataset input (name `<dataset_id>@<version_hash>`, DVC digest), the
+lineage tags (dataset name, id, commit ids, version hash), the code's git commit, the user and a
+description; the registered model version page must link back to its run. Screenshots of both
 pages are kept in tests/artifacts/ (git-ignored), and a page's DOM too when its check fails.
 
 Chromium is Debian's package, installed by .ci/setup; without it these tests fail (never skip).
@@ -53,6 +54,8 @@ class Trained:
     run_id: str
     version: str
     tags: dict[str, str]
+    metrics: set[str]
+    artifacts: set[str]
     dataset_name: str  # of the run's dataset input
     digest: str
     source: str
@@ -101,6 +104,7 @@ def trained(chromium: Path, tmp_path_factory: pytest.TempPathFactory, mlflow_tem
         yield Trained(
             ui=ui, dataset_id=dataset_id, version_hash=version_hash, experiment_id=run.info.experiment_id,
             run_id=run.info.run_id, version=versions[0].version, tags=dict(run.data.tags),
+            metrics=set(run.data.metrics), artifacts={a.path for a in client.list_artifacts(run.info.run_id)},
             dataset_name=dataset_input.dataset.name, digest=dataset_input.dataset.digest,
             source=dataset_input.dataset.source,
         )  # fmt: skip
@@ -130,18 +134,32 @@ def keep_screenshot(url: str, name: str, page: Page) -> Path:
     return path
 
 
+# Tags the trainer sets that the UI lists (it hides `mlflow.*`); `miniautoml.*` are the job service's.
+LINEAGE_TAGS = {"dataset_name", "dataset_id", "dataset_commits", "version_hash", "snapshot_md5", "code_dirty", "workspace_rev"}
+
+
 def test_the_stored_lineage_is_what_the_ui_should_show(trained: Trained):
     """The facts the page checks below compare against, as MLflow's API returns them."""
+    tags = trained.tags
     assert trained.dataset_name == f"{trained.dataset_id}@{trained.version_hash}"
-    assert trained.digest and trained.digest == trained.tags["snapshot_md5"]
+    assert trained.digest and trained.digest == tags["snapshot_md5"]
     assert "dvc-remote" in trained.source  # the DVC remote location of the snapshot
-    assert trained.tags["dataset_id"] == trained.dataset_id and trained.tags["version_hash"] == trained.version_hash
-    assert re.fullmatch(r"[0-9a-f]{40}", trained.tags["code_version"]), trained.tags["code_version"]
+    assert {k for k in tags if not k.startswith(("mlflow.", "miniautoml."))} == LINEAGE_TAGS  # no duplicates
+    assert (tags["dataset_name"], tags["dataset_id"], tags["dataset_commits"]) == (DATASET, trained.dataset_id, "1")
+    assert tags["version_hash"] == trained.version_hash
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["mlflow.source.git.commit"]), tags["mlflow.source.git.commit"]
+    assert tags["code_dirty"] in ("true", "false") and tags["mlflow.user"]
+    assert f"dataset **{DATASET}** (id {trained.dataset_id}), commit 1" in tags["mlflow.note.content"]
+    # Epoch times are no metrics (the UI would chart unix timestamps); how the trainer ran is an artifact.
+    assert not {"epoch_start_time", "epoch_end_time"} & trained.metrics
+    assert {"epochs.json", "job.json"} <= trained.artifacts
 
 
 def test_run_page_shows_the_dataset_input_and_lineage_tags(trained: Trained):
     url = f"{trained.ui}/#/experiments/{trained.experiment_id}/runs/{trained.run_id}"
-    tags = {key: trained.tags[key] for key in ("dataset_id", "version_hash", "code_version")}
+    tags = {key: trained.tags[key] for key in ("dataset_name", "dataset_id", "dataset_commits", "version_hash")}
+    commit, user = trained.tags["mlflow.source.git.commit"], trained.tags["mlflow.user"]
+    description = f"trained on dataset {DATASET} (id {trained.dataset_id}), commit 1, version hash {trained.version_hash}"
     model_link = f"#/models/{MODEL}/versions/{trained.version}"
 
     def missing(page: Page) -> list[str]:
@@ -152,6 +170,13 @@ def test_run_page_shows_the_dataset_input_and_lineage_tags(trained: Trained):
         if "Datasets" not in text or f"{trained.dataset_name} ({trained.digest})" not in text:
             lacking.append(f"dataset input {trained.dataset_name} ({trained.digest})")
         lacking += [f"tag {key}: {value}" for key, value in tags.items() if not tag_shown(text, key, value)]
+        flat = " ".join(text.split())
+        if commit[:7] not in text:  # "Source: main:train <short commit>"
+            lacking.append(f"git commit {commit}")
+        if description not in flat:
+            lacking.append(f"description {description!r}")
+        if f"Created by {user}" not in flat:
+            lacking.append(f"Created by {user}")
         if model_link not in page.links:
             lacking.append(f"link to the registered model version {model_link}")
         return lacking

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -315,15 +316,24 @@ def test_run_logs_all_params_flattened(trained):
     assert int(params["vocab_size"]) > 0 and int(params["train_examples"]) > 1000
 
 
+def artifact_json(trained: "Trained", path: str, dest: Path):
+    return json.loads(Path(trained.client.download_artifacts(trained.result.run_id, path, str(dest))).read_text())
+
+
 @pytest.mark.slow
-def test_run_logs_each_epochs_metrics_and_times_by_epoch(trained):
-    for key in ("loss", "train_accuracy", "val_accuracy", "epoch_start_time", "epoch_end_time"):
+def test_run_logs_each_epochs_metrics_by_epoch_and_their_times_as_an_artifact(trained, tmp_path):
+    for key in ("loss", "train_accuracy", "val_loss", "val_accuracy"):
         history = trained.client.get_metric_history(trained.result.run_id, key)
         assert [m.step for m in history] == [1, 2], key
-    starts = trained.client.get_metric_history(trained.result.run_id, "epoch_start_time")
-    ends = trained.client.get_metric_history(trained.result.run_id, "epoch_end_time")
-    assert starts[0].value <= ends[0].value <= starts[1].value <= ends[1].value
-    assert starts[0].value > 1.7e9  # unix seconds
+    # Times are no metrics (MLflow would chart unix timestamps): epochs.json has them.
+    assert not {"epoch_start_time", "epoch_end_time"} & set(trained.run.data.metrics)
+    epochs = artifact_json(trained, "epochs.json", tmp_path)["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[0]["start_time"] <= epochs[0]["end_time"] <= epochs[1]["start_time"] <= epochs[1]["end_time"]
+    assert epochs[0]["start_time"] > 1.7e9  # unix seconds
+    # Each epoch's metrics are stamped with the epoch's end.
+    loss = trained.client.get_metric_history(trained.result.run_id, "loss")
+    assert [m.timestamp for m in loss] == [int(e["end_time"] * 1000) for e in epochs]
 
 
 @pytest.mark.slow
@@ -336,13 +346,40 @@ def test_run_reports_test_accuracy_as_metric_and_message(trained):
     assert trained.run.info.status == "FINISHED"
 
 
+# The tags the MLflow UI lists (it hides `mlflow.*`): lineage, plainly, and the one-line result.
+VISIBLE_TAGS = {"dataset_name", "dataset_id", "dataset_commits", "version_hash", "snapshot_md5", "code_dirty",
+                "workspace_rev", "miniautoml.message"}
+
+
 @pytest.mark.slow
 def test_run_is_tagged_with_dataset_snapshot_and_revisions(trained):
     tags = trained.run.data.tags
-    assert (tags["dataset_id"], tags["version_hash"]) == (trained.dataset_id, trained.version_hash)
+    assert {k for k in tags if not k.startswith("mlflow.")} == VISIBLE_TAGS  # no duplicates, no internals
+    assert (tags["dataset_name"], tags["dataset_id"], tags["dataset_commits"]) == ("intents", trained.dataset_id, "1")
+    assert tags["version_hash"] == trained.version_hash
     assert tags["snapshot_md5"] == trained.dvc_md5
-    assert len(tags["code_version"]) == 40 or tags["code_version"] == "unknown"
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["mlflow.source.git.commit"])  # the training code's commit
+    assert tags["code_dirty"] in ("true", "false")
     assert len(tags["workspace_rev"]) == 40  # the dataset service commits to the workspace's git
+    assert tags["mlflow.user"]
+
+
+@pytest.mark.slow
+def test_run_description_says_what_was_trained_on_what(trained):
+    note = trained.run.data.tags["mlflow.note.content"]
+    assert note.startswith("Intent classifier `fasttext` (adam, lr 0.01, batch 32, up to 2 epochs, seed 42)")
+    assert f"dataset **intents** (id {trained.dataset_id}), commit 1, version hash `{trained.version_hash}`" in note
+    assert f"Test accuracy **{trained.result.test_accuracy:.3f}**" in note
+    assert "registered as model `intent` version 1" in note
+
+
+@pytest.mark.slow
+def test_how_the_trainer_ran_is_an_artifact_not_tags(trained, tmp_path):
+    job = artifact_json(trained, "job.json", tmp_path)
+    assert job["run_id"] == trained.result.run_id and job["launched_by"] == "python"
+    assert job["pid"] == os.getpid() and job["host"] and job["cwd"] == os.getcwd()
+    assert job["workspace"] == str(trained.settings.workspace)
+    assert job["tracking_uri"] == trained.settings.tracking_uri and job["moved_from"] is None
 
 
 @pytest.mark.slow
@@ -375,7 +412,8 @@ def test_metrics_path_gets_dvc_metrics_and_epoch_plots(trained):
     assert metrics["test_accuracy"] == pytest.approx(trained.result.test_accuracy)
     assert "val_accuracy" in metrics
     rows = list(csv.DictReader((trained.metrics_dir / "train_epochs.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2"] and "val_accuracy" in rows[0]
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]  # dvc.yaml's plots
 
 
 LOAD_IN_FRESH_PROCESS = """
@@ -452,3 +490,45 @@ def test_mlflow_run_trains_from_a_data_path(tmp_path):
     assert run.data.tags["data_path"] == slice_csv.resolve().as_uri()
     assert run.info.artifact_uri.startswith(settings.artifact_root)
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_a_bare_mlflow_run_lands_in_the_workspace_store_and_experiment(tmp_path, mlflow_template):
+    """`mlflow run` as the README shows it, from a workspace, no MLFLOW_* set: MLflow creates its run
+    in ./mlflow.db (experiment Default) before the trainer starts; the trainer trains it as a run of
+    the workspace's store and `miniautoml` experiment instead, and marks the stray run."""
+    from conftest import job_cli, job_settings, new_job_workspace
+
+    ws = new_job_workspace(tmp_path, mlflow_template)
+    slice_csv = clinc_slice(tmp_path / "slice.csv", rows=600)
+    repo_before = set(REPO.iterdir())
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MLFLOW_") and k not in ("PYTHONPATH", "MINIAUTOML_WORKSPACE")}
+    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [PY, "-m", "mlflow", "run", str(REPO), "-e", "train", "--env-manager", "local"]
+    cmd += ["-P", f"data_path={slice_csv}", "-P", "overrides=epochs=1 batch_size=16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ws, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    listed = job_cli(ws, "runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    [summary] = listed.json
+    assert summary["status"] == "FINISHED" and summary["message"].startswith("test accuracy ")
+    settings = job_settings(ws)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run = client.get_run(summary["run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "miniautoml"
+    assert run.info.artifact_uri.startswith(settings.artifact_root)
+    assert run.data.tags["data_path"] == slice_csv.resolve().as_uri()
+    assert run.data.params["epochs"] == "1" and run.data.params["data_path"] == str(slice_csv)
+    assert f"training it as run {run.info.run_id}" in proc.stderr  # says where the run went
+
+    job = json.loads(Path(client.download_artifacts(run.info.run_id, "job.json", str(tmp_path))).read_text())
+    stray_store = f"sqlite:///{ws / 'mlflow.db'}"  # MLflow's default store, in the directory it ran in
+    assert job["launched_by"] == "mlflow run" and job["moved_from"]["tracking_uri"] == stray_store
+    stray = MlflowClient(tracking_uri=stray_store).get_run(job["moved_from"]["run_id"])
+    assert stray.info.experiment_id == "0" and stray.data.tags["miniautoml.moved_to"] == run.info.run_id
+    assert run.info.run_id in stray.data.tags["mlflow.note.content"]
+    assert not (ws / "mlruns").exists() and not (REPO / "mlruns").exists()
+    new_in_repo = {p.name for p in set(REPO.iterdir()) - repo_before}
+    assert not new_in_repo & {"mlruns", "mlflow.db", ".miniautoml", "outputs", "multirun"}  # nothing in the project

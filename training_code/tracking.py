@@ -1,4 +1,10 @@
-"""MLflow bookkeeping of a training run: which run, params, tags, dataset input, registry tags."""
+"""MLflow bookkeeping of a training run: which run, params, tags, dataset input, registry tags.
+
+A run lands in the workspace's tracking store and experiment whoever starts it: the jobs service
+(`mlflow run --run-id`, env set), `python -m training_code.train`, or a bare `mlflow run .`,
+which creates its run in MLflow's default store (`./mlflow.db`, experiment `Default`) before the
+trainer starts; the trainer then re-homes it (see `rehome_handed_over_run`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,26 @@ import contextlib
 import logging
 import os
 import shlex
+import subprocess
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from miniautoml.adapters import mlflow as mlflow_adapter
-from miniautoml.config import Settings
+from miniautoml.config import STATE_DIR, Settings, load_settings
 from training_code.data import Examples
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TAG = "miniautoml.message"  # one line for run lists: the result or the error
+MOVED_TO_TAG = "miniautoml.moved_to"  # on a run `mlflow run` made elsewhere: the run that trained
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's `Default`: where `mlflow run` puts a run nobody placed
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -37,13 +48,53 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def mlflow_default_store_dir(uri: str) -> Path | None:
+    """The directory `mlflow run` ran in if `uri` is MLflow's own default store there
+    (`<cwd>/mlflow.db`, or `<cwd>/mlruns` when that holds older runs): what `mlflow run` exports to
+    its entry point when the user set no MLFLOW_TRACKING_URI. None for any other store; a
+    workspace's is never one (its default lives in `.miniautoml/`)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(unquote(uri[len("sqlite:///"):]))
+        return path.parent if path.name == "mlflow.db" and path.parent.name != STATE_DIR else None
+    path = Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri) if "://" not in uri else None
+    return path.parent if path is not None and path.name == "mlruns" else None
+
+
+def workspace_settings() -> Settings:
+    """`load_settings()`, except under a bare `mlflow run` (MLFLOW_RUN_ID set, MLFLOW_TRACKING_URI
+    MLflow's default store): that URI was not the user's choice, and the workspace is found from
+    the directory `mlflow run` ran in (the entry point itself runs in the project directory)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    user_dir = mlflow_default_store_dir(uri) if uri and os.environ.get("MLFLOW_RUN_ID") else None
+    if user_dir is None:
+        return load_settings()
+    workspace = None
+    if not os.environ.get("MINIAUTOML_WORKSPACE"):
+        top = subprocess.run(["git", "-C", str(user_dir), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+        workspace = Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else user_dir
+    del os.environ["MLFLOW_TRACKING_URI"]
+    try:
+        return load_settings(workspace)
+    finally:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
+def _store_key(uri: str) -> str:
+    if uri.startswith("sqlite:///"):
+        return "sqlite:" + str(Path(unquote(uri[len("sqlite:///"):])).resolve())
+    if uri.startswith("file:") or "://" not in uri:
+        return "file:" + str(Path(unquote(urlparse(uri).path) if uri.startswith("file:") else uri).resolve())
+    return uri.rstrip("/")
+
+
 def start_run(
     settings: Settings, experiment: str, run_name: str | None
 ) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
     """The run to log into: the caller's active run (training called in-process), the run handed
     over by `mlflow run`/the jobs service (MLFLOW_RUN_ID), else a new run in `experiment`.
 
-    A handed-over run keeps its name ("training job N"); `run_name` only names new runs.
+    A handed-over run keeps its name ("training job N"); `run_name` only names new runs. Call
+    `rehome_handed_over_run` first, so that a handed-over run is one of the workspace's.
     """
     active = mlflow.active_run()
     if active is not None:
@@ -53,6 +104,60 @@ def start_run(
         return mlflow.start_run()
     experiment_id = mlflow_adapter.ensure_experiment(settings, experiment)
     return mlflow.start_run(experiment_id=experiment_id, run_name=run_name or None)
+
+
+def rehome_handed_over_run(settings: Settings, experiment: str) -> dict[str, str] | None:
+    """Move the run `mlflow run` handed over (MLFLOW_RUN_ID) into the workspace when it is
+    elsewhere; returns where it came from (None when it stays).
+
+    MLflow runs cannot change store or experiment, so a new run is created in the workspace's
+    store and experiment with the handed-over run's name, source tags and entry-point params, and
+    MLFLOW_RUN_ID/MLFLOW_TRACKING_URI/MLFLOW_EXPERIMENT_ID of this process point at it. The stray
+    run gets the new run's id as a tag and a note saying where it went; it is not deleted, since
+    `mlflow run` sets its final status when the trainer exits (and fails on a deleted run).
+    Nothing is logged to the stray store's artifact root (no `mlruns/`).
+    """
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id or mlflow.active_run() is not None:
+        return None
+    mlflow_adapter.configure(settings)
+    handed_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
+    same_store = _store_key(handed_uri) == _store_key(settings.tracking_uri)
+    handed_client = MlflowClient(tracking_uri=handed_uri)
+    handed = handed_client.get_run(run_id)
+    in_default = handed.info.experiment_id == DEFAULT_EXPERIMENT_ID and experiment != "Default"
+    if same_store and not in_default:
+        return None  # the jobs service's runs, or a user's explicit store and experiment
+    if not in_default:  # an experiment the user chose, in another store: keep its name
+        experiment = handed_client.get_experiment(handed.info.experiment_id).name
+    client = mlflow_adapter.client(settings)
+    experiment_id = mlflow_adapter.ensure_experiment(settings, experiment)
+    tags = {k: v for k, v in handed.data.tags.items() if k != "mlflow.runName"}
+    new = client.create_run(experiment_id, run_name=handed.info.run_name or None, tags=tags)
+    new_id = new.info.run_id
+    if handed.data.params:
+        from mlflow.entities import Param
+
+        client.log_batch(new_id, params=[Param(k, v) for k, v in handed.data.params.items()])
+    where = f"experiment {experiment!r} of workspace {settings.workspace} ({settings.tracking_uri})"
+    note = (
+        f"Moved: `mlflow run` created this run in {handed_uri} (experiment {handed.info.experiment_id}); "
+        f"MiniAutoML trains it as run {new_id} in {where}."
+    )
+    try:
+        handed_client.set_tag(run_id, MOVED_TO_TAG, new_id)
+        handed_client.set_tag(run_id, "mlflow.note.content", note)
+    except Exception as exc:  # the stray run is clutter; training must not fail for it
+        log.warning("could not mark run %s in %s as moved: %s", run_id, handed_uri, exc)
+    log.warning(
+        "`mlflow run` created run %s in %s, experiment %s; training it as run %s in %s instead "
+        "(set MLFLOW_TRACKING_URI and --experiment-name to skip this detour)",
+        run_id, handed_uri, handed.info.experiment_id, new_id, where,
+    )  # fmt: skip
+    os.environ.update(
+        {"MLFLOW_RUN_ID": new_id, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_EXPERIMENT_ID": experiment_id}
+    )
+    return {"tracking_uri": handed_uri, "run_id": run_id, "experiment_id": handed.info.experiment_id}
 
 
 def log_new_params(params: Mapping[str, str]) -> None:
@@ -100,11 +205,110 @@ def tag_model_version(settings: Settings, name: str, version: str, tags: Mapping
 
 
 def tag_handed_over_run(settings: Settings, key: str, value: str) -> None:
-    """Best effort: note a failure on the run `mlflow run` created before training could start."""
+    """Best effort: note a failure on the run `mlflow run` created before training could start
+    (in the store it was created in: MLFLOW_TRACKING_URI as `mlflow run` exported it)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if not run_id:
         return
     try:
-        MlflowClient(tracking_uri=settings.tracking_uri).set_tag(run_id, key, value)
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
+        MlflowClient(tracking_uri=uri).set_tag(run_id, key, value)
     except Exception as exc:  # reporting the original error matters more than this tag
         log.debug("could not tag run %s: %s", run_id, exc)
+
+
+# --- what the MLflow UI shows: lineage tags, a description; internals go to job.json ------------
+EPOCHS_ARTIFACT = "epochs.json"  # per-epoch start/end times (read by `miniautoml runs show`)
+JOB_ARTIFACT = "job.json"  # how and where the trainer ran: pids, host, paths, the run it replaced
+CODE_PATHS = ["MLproject", "training_code", "params"]  # what makes the model besides the data
+
+
+def code_tags(project_root: Path) -> dict[str, str]:
+    """`mlflow.source.git.commit` of the training code and `code_dirty` ("true" when
+    training_code/, params/ or MLproject differ from that commit); nothing outside git."""
+    from miniautoml.adapters import git
+
+    commit = git.rev(project_root)
+    if commit == "unknown":
+        return {}
+    try:
+        dirty = git.dirty(project_root, CODE_PATHS)
+    except Exception:  # a git that cannot tell: say nothing rather than something wrong
+        return {"mlflow.source.git.commit": commit}
+    return {"mlflow.source.git.commit": commit, "code_dirty": str(dirty).lower()}
+
+
+def user_tag(run: mlflow.entities.Run) -> dict[str, str]:
+    """`mlflow.user` for runs created without one (the jobs service's, `mlflow run --run-id`)."""
+    if run.data.tags.get("mlflow.user"):
+        return {}
+    import getpass
+
+    try:
+        return {"mlflow.user": getpass.getuser()}
+    except Exception:  # no user name in this environment (e.g. a container without passwd)
+        return {}
+
+
+def dataset_tags(settings: Settings, examples: Examples) -> dict[str, str]:
+    """The data, plainly: `dataset_name`, and `dataset_id`, `dataset_commits`, `version_hash` for a
+    snapshot of the dataset service or `data_path` for CSV files; `snapshot_md5` (DVC's md5)."""
+    tags = {"dataset_name": examples.name, "snapshot_md5": examples.digest}
+    if examples.dataset_id is None:
+        return tags | {"data_path": examples.source}
+    tags |= {"dataset_id": examples.dataset_id, "version_hash": str(examples.version_hash)}
+    try:
+        from miniautoml.datasets import show_dataset
+        from miniautoml.datasets.version_hash import commit_ids
+
+        tags["dataset_name"] = show_dataset(settings, examples.dataset_id).name
+        tags["dataset_commits"] = ",".join(str(c) for c in commit_ids(str(examples.version_hash)))
+    except Exception as exc:  # the service loaded the snapshot; its metadata is a nicety here
+        log.debug("dataset %s: no name/commits for the run's tags: %s", examples.dataset_id, exc)
+    return tags
+
+
+def describe(params: Mapping[str, Any], tags: Mapping[str, str], result: str = "") -> str:
+    """The run's description (`mlflow.note.content`, Markdown): what was trained on what."""
+    model, opt, data = params["model"], params["optimizer"], params["data"]
+    what = (
+        f"Intent classifier `{model['name']}` ({opt['name']}, lr {params['lr']}, batch {params['batch_size']}, "
+        f"up to {params['epochs']} epochs, seed {params['seed']})"
+    )
+    if tags.get("dataset_id"):
+        commits = tags.get("dataset_commits", "?").replace(",", ", ")
+        on = (
+            f"dataset **{tags['dataset_name']}** (id {tags['dataset_id']}), "
+            f"commit{'s' if ',' in commits else ''} {commits}, version hash `{tags['version_hash']}`"
+        )
+    else:
+        on = f"CSV data **{tags['dataset_name']}** (`{tags.get('data_path', '')}`)"
+    if int(data.get("limit") or 0):
+        on += f", a sample of {data['limit']} rows"
+    return f"{what} trained on {on}." + (f"\n\n{result}" if result else "")
+
+
+def job_record(settings: Settings, run: mlflow.entities.Run, moved_from: Mapping[str, str] | None) -> dict[str, Any]:
+    """How and where this trainer ran (job.json): kept out of the run's tags."""
+    import socket
+    import sys
+    from datetime import datetime, timezone
+
+    job_id = os.environ.get("MINIAUTOML_JOB_ID")
+    launched_by = "jobs service" if job_id else "mlflow run" if moved_from or os.environ.get("MLFLOW_RUN_ID") else "python"
+    return {
+        "run_id": run.info.run_id,
+        "launched_by": launched_by,
+        "job_id": job_id,
+        "moved_from": dict(moved_from) if moved_from else None,  # the run `mlflow run` created elsewhere
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "parent_pid": os.getppid(),
+        "python": sys.executable,
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "workspace": str(settings.workspace),
+        "tracking_uri": settings.tracking_uri,
+        "artifact_uri": run.info.artifact_uri,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    }

@@ -115,7 +115,7 @@ def _write_dvc_outputs(cfg: Mapping[str, Any], metrics: Mapping[str, float], fit
     plots = cfg.get("plots_path")
     plots_path = Path(str(plots)) if is_set(plots) else metrics_path.with_name(f"{metrics_path.stem}_epochs.csv")
     plots_path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["epoch,loss,train_accuracy,val_loss,val_accuracy"]
+    lines = ["epoch,train_loss,train_accuracy,val_loss,val_accuracy"]  # dvc.yaml's plots
     lines += [f"{r.epoch},{r.loss:.6f},{r.train_accuracy:.6f},{r.val_loss:.6f},{r.val_accuracy:.6f}" for r in fit.history]
     plots_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -175,11 +175,16 @@ def _fit(params: Mapping[str, Any], examples: "Examples") -> _Trained:
         momentum=float(opt_cfg.get("momentum") or 0.0),
     )
 
+    times: list[dict[str, float]] = []
+
     def on_epoch(r: engine.EpochRecord) -> None:
-        # Start/end times as metrics: the book's run view lists epochs with their times.
+        # Metrics stamped with the epoch's end; its start/end times (the book's run view lists
+        # epochs with their times) go to a JSON artifact, not to metrics that chart timestamps.
         metrics = {"loss": r.loss, "train_accuracy": r.train_accuracy, "val_loss": r.val_loss}
-        metrics |= {"val_accuracy": r.val_accuracy, "epoch_start_time": r.start_time, "epoch_end_time": r.end_time}
-        mlflow.log_metrics(metrics, step=r.epoch)
+        metrics["val_accuracy"] = r.val_accuracy
+        mlflow.log_metrics(metrics, step=r.epoch, timestamp=int(r.end_time * 1000))
+        times.append({"epoch": r.epoch, "start_time": r.start_time, "end_time": r.end_time})
+        mlflow.log_dict({"epochs": times}, tracking.EPOCHS_ARTIFACT)
 
     started = time.time()
     fit = engine.fit(
@@ -213,30 +218,31 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
     import torch
 
     from miniautoml.adapters import git
-    from miniautoml.config import PROJECT_ROOT, load_settings
+    from miniautoml.config import PROJECT_ROOT
     from training_code import plots, tracking
     from training_code.pyfunc import IntentClassifierModel
 
-    settings = settings or load_settings()
+    settings = settings or tracking.workspace_settings()
     torch.set_num_threads(max(1, int(params.get("threads") or 1)))
     torch.manual_seed(int(params["seed"]))
     run_name = str(params.get("run_name") or "") or None
+    moved_from = tracking.rehome_handed_over_run(settings, str(params["experiment"]))
     with tracking.start_run(settings, str(params["experiment"]), run_name) as run:
         run_id = run.info.run_id
-        revisions = {"code_version": git.rev(PROJECT_ROOT), "workspace_rev": git.rev(settings.workspace)}
-        mlflow.set_tags(revisions | {"algorithm": str(params["algorithm"])})
+        # Tags are what the MLflow UI lists: lineage only. How the trainer ran goes to job.json.
+        mlflow.set_tags(
+            tracking.code_tags(PROJECT_ROOT) | tracking.user_tag(mlflow.get_run(run_id))
+            | {"workspace_rev": git.rev(settings.workspace)}
+        )  # fmt: skip
+        mlflow.log_dict(tracking.job_record(settings, run, moved_from), tracking.JOB_ARTIFACT)
         tracking.log_new_params(tracking.flatten(params))
         try:
             examples = _load_examples(params, settings)
         except MiniAutoMLError as exc:
             mlflow.set_tag(tracking.MESSAGE_TAG, f"error: {exc}")
             raise
-        tags = {"snapshot_md5": examples.digest, "dataset_name": examples.name}
-        if examples.dataset_id is not None:
-            tags |= {"dataset_id": examples.dataset_id, "version_hash": str(examples.version_hash)}
-        else:
-            tags["data_path"] = examples.source
-        mlflow.set_tags(tags)
+        tags = tracking.dataset_tags(settings, examples)
+        mlflow.set_tags(tags | {"mlflow.note.content": tracking.describe(params, tags)})
         tracking.log_dataset(examples)
 
         t = _fit(params, examples)
@@ -262,7 +268,15 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
             model_version = _log_model(settings, params, artifacts, examples, example_texts, run_id)
         if is_set(params.get("metrics_path")):
             _write_dvc_outputs(params, summary, t.fit)
-        mlflow.set_tag(tracking.MESSAGE_TAG, f"test accuracy {t.test.accuracy:.3f}")
+        result = (
+            f"Test accuracy **{t.test.accuracy:.3f}** (best val accuracy {t.fit.best_val_accuracy:.3f} "
+            f"at epoch {t.fit.best_epoch} of {len(t.fit.history)})"
+            + (f"; registered as model `{params['model_name']}` version {model_version}." if model_version else ".")
+        )
+        mlflow.set_tags({
+            tracking.MESSAGE_TAG: f"test accuracy {t.test.accuracy:.3f}",
+            "mlflow.note.content": tracking.describe(params, tags, result),
+        })  # fmt: skip
     return TrainResult(
         run_id=run_id,
         test_accuracy=t.test.accuracy,
@@ -321,8 +335,7 @@ def _log_model(
     if examples.dataset_id is not None:
         tags |= {"dataset_id": examples.dataset_id, "version_hash": str(examples.version_hash)}
     tracking.tag_model_version(settings, model_name, version, tags)
-    mlflow.set_tag("registered_model", f"{model_name}/{version}")
-    return version
+    return version  # the run page lists it under "Registered models": no tag needed
 
 
 def _configure_logging() -> None:

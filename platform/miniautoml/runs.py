@@ -1,8 +1,11 @@
 """The metadata store (the book's `run_info`), read from MLflow runs and their metric histories.
 
-Per-epoch metrics are the ones the trainer logs with `step=epoch`; `epoch_start_time` and
-`epoch_end_time` (unix seconds) give each epoch's times. Metrics named `test_*`, and the
-summary metrics below, describe the whole run and are not shown per epoch.
+Per-epoch metrics are the ones the trainer logs with `step=epoch`; the run's `epochs.json`
+artifact gives each epoch's start and end (unix seconds; runs logged before it existed have
+`epoch_start_time`/`epoch_end_time` metrics instead). Metrics named `test_*`, and the summary
+metrics below, describe the whole run and are not shown per epoch. Lineage comes from the run's
+tags: `dataset_id`, `version_hash`, and the code's `mlflow.source.git.commit` (`-dirty` appended
+when the trainer's `code_dirty` tag says the code differed from that commit).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-EPOCH_START, EPOCH_END = "epoch_start_time", "epoch_end_time"
+EPOCH_START, EPOCH_END = "epoch_start_time", "epoch_end_time"  # metrics of older runs
+EPOCHS_ARTIFACT = "epochs.json"  # {"epochs": [{"epoch", "start_time", "end_time"}]}: the trainer's
+_PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 RUN_LEVEL_METRICS = frozenset({"best_val_accuracy", "best_epoch", "epochs_trained", "train_seconds"})
 MESSAGE_TAG = "miniautoml.message"
 LAUNCHED_AT_TAG = "miniautoml.launched_at"
@@ -120,6 +125,29 @@ def _epoch_metric(key: str) -> bool:
     return key not in RUN_LEVEL_METRICS and not key.startswith("test_") and key not in (EPOCH_START, EPOCH_END)
 
 
+def _epoch_times(client: "MlflowClient", run_id: str) -> dict[int, dict[str, Any]]:
+    """{epoch: {EPOCH_START: s, EPOCH_END: s}} from the run's epochs.json ({} without one)."""
+    import json
+    import os
+    import tempfile
+
+    bar = os.environ.get(_PROGRESS_BAR_ENV)
+    os.environ[_PROGRESS_BAR_ENV] = "false"  # MLflow draws a download bar on stderr otherwise
+    try:
+        with tempfile.TemporaryDirectory(prefix="miniautoml-run-") as tmp:
+            path = client.download_artifacts(run_id, EPOCHS_ARTIFACT, tmp)
+            with open(path, encoding="utf-8") as fh:
+                rows = json.load(fh)["epochs"]
+        return {int(r["epoch"]): {EPOCH_START: r.get("start_time"), EPOCH_END: r.get("end_time")} for r in rows}
+    except Exception:  # no such artifact (a run that never finished an epoch, or older): no times
+        return {}
+    finally:
+        if bar is None:
+            os.environ.pop(_PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[_PROGRESS_BAR_ENV] = bar
+
+
 def epochs_of(client: "MlflowClient", run: "Run") -> dict[str, EpochInfo]:
     run_id = run.info.run_id
     keys = sorted(run.data.metrics)
@@ -129,6 +157,10 @@ def epochs_of(client: "MlflowClient", run: "Run") -> dict[str, EpochInfo]:
             continue
         for m in client.get_metric_history(run_id, key):  # the last value at a step wins
             per_step.setdefault(int(m.step), {})[key] = m.value
+    if per_step and not any(EPOCH_START in v for v in per_step.values()):
+        for step, times in _epoch_times(client, run_id).items():
+            if step in per_step:
+                per_step[step].update(times)
     epochs: dict[str, EpochInfo] = {}
     for step in sorted(per_step):
         values = per_step[step]
@@ -140,6 +172,13 @@ def epochs_of(client: "MlflowClient", run: "Run") -> dict[str, EpochInfo]:
             metrics=dict(sorted(values.items())),
         )
     return epochs
+
+
+def _code_version(tags: dict[str, str]) -> str | None:
+    commit = tags.get("mlflow.source.git.commit") or tags.get("code_version")  # older runs: code_version
+    if not commit:
+        return None
+    return f"{commit}-dirty" if tags.get("code_dirty") == "true" else commit
 
 
 def show_run(settings: Settings, run_id: str) -> RunInfo:
@@ -160,7 +199,7 @@ def show_run(settings: Settings, run_id: str) -> RunInfo:
         tracing=Tracing(
             dataset_id=tags.get("dataset_id") or None,
             version_hash=tags.get("version_hash") or None,
-            code_version=tags.get("code_version") or tags.get("mlflow.source.git.commit") or None,
+            code_version=_code_version(tags),
         ),
         epochs=epochs_of(client, run),
     )
