@@ -95,7 +95,7 @@ def test_the_bento_names_its_model_and_pins_a_cpu_torch_without_a_lock_file(buil
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
     assert not any("nvidia" in line or "cuda" in line for line in requirements)
     assert not (root / "env" / "python" / "requirements.lock.txt").exists()
-    assert (root / "src" / "service.py").is_file() and (root / "src" / "miniautoml" / "serving.py").is_file()
+    assert (root / "src" / "service.py").is_file() and (root / "src" / "miniautoml" / "serving" / "__init__.py").is_file()
 
 
 def test_the_served_bento_answers_like_the_registry_model(bento_server: Server, models: TrainedModels) -> None:

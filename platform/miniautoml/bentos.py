@@ -22,9 +22,9 @@ from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError
 
 BENTOS_DIR = PROJECT_ROOT / "bentos"
-PACKAGE_DIR = Path(serving.__file__).resolve().parent
+PACKAGE_DIR = Path(serving.__file__).resolve().parents[1]
 # The part of `miniautoml` a bento's service imports (serving and what it needs, nothing else).
-BENTO_MODULES = ("__init__.py", "errors.py", "config.py", "serving.py")
+BENTO_MODULES = ("__init__.py", "errors.py", "config.py", "serving/*.py")
 # What a bento's image installs, pinned to the versions of this environment at build time.
 # mlflow-skinny: pyfunc loading without the tracking server's dependencies.
 PACKAGES = ("mlflow-skinny", "pandas", "numpy", "orjson", "uvloop", "httptools", "prometheus-client")
@@ -112,9 +112,11 @@ def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -
     with tempfile.TemporaryDirectory(prefix="bento-build-", dir=settings.state_dir) as tmp:
         ctx = Path(tmp)
         shutil.copy2(BENTOS_DIR / "service.py", ctx / "service.py")
-        (ctx / "miniautoml").mkdir()
-        for module in BENTO_MODULES:
-            shutil.copy2(PACKAGE_DIR / module, ctx / "miniautoml" / module)
+        for pattern in BENTO_MODULES:
+            for module in PACKAGE_DIR.glob(pattern):
+                target = ctx / "miniautoml" / module.relative_to(PACKAGE_DIR)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(module, target)
         bentofile = ctx / "bentofile.yaml"
         config = _bentofile(BENTOS_DIR / "bentofile.yaml", _pinned_packages())
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,491 @@
+"""The prediction service's plain parts, in-process and fast: no server, no trained model.
+
+Request parsing (bodies), batch grouping and replies (answers), the ASGI middleware with fake
+apps, the BentoML IO glue, GC tuning, and the guarded patch of BentoML's timeout middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from miniautoml.errors import NotFoundError
+from miniautoml.serving import ModelPool, ModelRef, ModelSource, ServingOptions
+from miniautoml.serving import bentoml_io, bodies, middleware, timeout_patch, worker
+from miniautoml.serving.answers import INLINE_DOCUMENTS, Answers, Reply, error
+
+OPTIONS = ServingOptions(max_document_chars=20, max_batch_documents=5, max_top_k=4)
+REQUESTS = bodies.request_models(OPTIONS)
+RUN_A, RUN_B, RUN_BROKEN = "a" * 32, "b" * 32, "e" * 32
+
+
+# --------------------------------------------------------------------------------------------
+# ASGI helpers: a request in, what was sent back out
+# --------------------------------------------------------------------------------------------
+
+
+def http_scope(method: str = "POST", path: str = "/predict", headers: list | None = None) -> dict:
+    return {"type": "http", "method": method, "path": path, "headers": headers or []}
+
+
+def receiver(*chunks: bytes):
+    """An ASGI `receive` giving `chunks` as one request body, then a disconnect."""
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return receive
+
+
+class Sent:
+    """An ASGI `send` that keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    async def __call__(self, message: dict) -> None:
+        self.messages.append(message)
+
+    @property
+    def status(self) -> int | None:
+        starts = [m for m in self.messages if m["type"] == "http.response.start"]
+        return starts[0]["status"] if starts else None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body"))
+
+
+class EchoApp:
+    """An ASGI app answering 200 with the length of the body it read."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        self.calls += 1
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.bodies.append(body)
+        await Reply(200, {"length": len(body)}).response()(scope, receive, send)
+
+
+def call(app: Any, scope: dict, receive: Any) -> Sent:
+    sent = Sent()
+    asyncio.run(app(scope, receive, sent))
+    return sent
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_valid_body_is_parsed_into_its_request() -> None:
+    request = bodies.parse_request(REQUESTS.predict, b'{"model_id": " intent@champion ", "document": "hi", "top_k": 2}')
+    assert isinstance(request, REQUESTS.predict)
+    assert (request.model_id, request.document, request.top_k) == (" intent@champion ", "hi", 2)
+    batch = bodies.parse_request(REQUESTS.batch, b'{"model_id": "intent/1", "documents": ["a", "b"]}')
+    assert (batch.documents, batch.top_k) == (["a", "b"], 3)
+
+
+@pytest.mark.parametrize(
+    ("model", "raw", "status", "message"),
+    [
+        ("predict", b'{"model_id": "intent@champion", "document": ', 400, "invalid request: Invalid JSON"),
+        ("predict", b'{"model_id": "intent@champion", "document": "  \\u3000"}', 400, "invalid request: document is empty"),
+        ("predict", b'{"model_id": "intent", "document": "hi"}', 400, "invalid request: model_id: model id 'intent'"),
+        ("predict", b'{"model_id": "intent@x", "document": "hi", "top_k": "3"}', 400, "top_k: Input should be a valid integer"),
+        ("predict", b'{"model_id": "intent@x", "document": "hi", "top_k": 5}', 400, "top_k: Input should be less than or equal to 4"),
+        ("predict", b'{"model_id": "intent@x", "document": "' + b"x" * 21 + b'"}', 413, "document has 21 characters; the limit is 20"),
+        ("batch", b'{"model_id": "intent@x", "documents": ["a", "b", "c", "d", "e", "f"]}', 413, "6 documents; the limit is 5"),
+        ("batch", b'{"model_id": "intent@x", "documents": ["a", " "]}', 400, "documents[1] is empty"),
+        ("batch", b'{"model_id": "intent@x", "documents": ["a", 7]}', 400, "documents[1]: Input should be a valid string"),
+        ("batch", b'{"model_id": "intent@x", "documents": []}', 400, "documents is empty"),
+    ],
+)
+def test_an_invalid_body_is_one_line_naming_the_field(model: str, raw: bytes, status: int, message: str) -> None:
+    invalid = bodies.parse_request(getattr(REQUESTS, model), raw)
+    assert isinstance(invalid, bodies.InvalidRequest)
+    assert invalid.status == status and message in invalid.message, invalid
+    assert "\n" not in invalid.message and "pydantic.dev" not in invalid.message
+
+
+def test_a_size_error_among_others_is_a_400_and_many_errors_are_counted() -> None:
+    raw = b'{"model_id": 1, "document": "' + b"x" * 21 + b'", "top_k": "a"}'
+    invalid = bodies.parse_request(REQUESTS.predict, raw)
+    assert invalid.status == 400  # 413 only when every error is a size limit
+    invalid = bodies.parse_request(REQUESTS.batch, b'{"model_id": 1, "documents": [1, 2, 3, 4], "top_k": "a"}')
+    assert invalid.message.endswith("and 3 more")
+
+
+def test_the_request_schemas_declare_the_options_limits() -> None:
+    schema = REQUESTS.predict.model_json_schema()
+    assert schema["title"] == "PredictRequest"
+    assert (schema["properties"]["document"]["maxLength"], schema["properties"]["top_k"]["maximum"]) == (20, 4)
+    batch = REQUESTS.batch.model_json_schema()["properties"]["documents"]
+    assert (batch["maxItems"], batch["items"]["maxLength"]) == (5, 20)
+
+
+# --------------------------------------------------------------------------------------------
+# Answers: batch grouping and replies
+# --------------------------------------------------------------------------------------------
+
+
+class StandInModel:
+    def __init__(self, run_id: str, calls: list) -> None:
+        self.run_id, self.calls = run_id, calls
+
+    def predict_texts(self, texts, top_k=3):
+        self.calls.append((self.run_id, list(texts), top_k))
+        if self.run_id == RUN_BROKEN:
+            raise RuntimeError("broken model")
+        return [{"result": f"{self.run_id[0]}:{t}", "scores": {t: 1.0}} for t in texts]
+
+
+class StandInResolver:
+    """Runs a, b and a broken one; `m/1` is run a, registered; `m/9` fails to load."""
+
+    def resolve(self, ref: ModelRef) -> ModelSource:
+        if ref.kind == "run" and ref.run_id in (RUN_A, RUN_B, RUN_BROKEN):
+            return ModelSource(ref.run_id, "uri")
+        if ref.text == "m/1":
+            return ModelSource(RUN_A, "uri", name="m", version=1)
+        if ref.text == "m/9":
+            return ModelSource("9" * 32, "uri", name="m", version=9)
+        raise NotFoundError(f"no {ref.text}")
+
+    def ping(self) -> bool:
+        return True
+
+
+def answers() -> tuple[Answers, list, Counter]:
+    calls: list = []
+    loads: Counter = Counter()
+
+    def loader(source: ModelSource) -> StandInModel:
+        loads[source.run_id] += 1
+        if source.run_id == "9" * 32:
+            raise OSError("disk gone")
+        return StandInModel(source.run_id, calls)
+
+    pool = ModelPool(StandInResolver(), loader, alias_refresh_seconds=0, not_found_ttl_seconds=0)
+    return Answers(pool), calls, loads
+
+
+def predict_request(model_id: str, document: str, top_k: int = 3) -> Any:
+    return REQUESTS.predict(model_id=model_id, document=document, top_k=top_k)
+
+
+def test_a_batch_is_grouped_by_model_and_top_k_and_answered_in_order() -> None:
+    service, calls, loads = answers()
+    requests = [
+        predict_request(RUN_A, "one"),
+        predict_request(RUN_B, "two"),
+        bodies.InvalidRequest("invalid request: document is empty"),
+        predict_request(RUN_A, "three", top_k=1),
+        predict_request("m/1", "four"),
+        predict_request(RUN_A, "five"),
+    ]
+    replies = asyncio.run(service.predict(requests))
+    assert [r.status for r in replies] == [200, 200, 400, 200, 200, 200]
+    assert [r.body.get("result") for r in replies] == ["a:one", "b:two", None, "a:three", "a:four", "a:five"]
+    assert replies[2].body == {"error": "invalid request: document is empty"}
+    assert replies[0].body == {"result": "a:one", "model_id": RUN_A, "model_name": None, "model_version": None, "scores": {"one": 1.0}}
+    assert (replies[4].body["model_name"], replies[4].body["model_version"]) == ("m", 1)  # by the id it was asked for
+    assert sorted(calls) == sorted([
+        (RUN_A, ["one", "five"], 3), (RUN_A, ["three"], 1), (RUN_B, ["two"], 3), (RUN_A, ["four"], 3),
+    ])  # one call per (model id, top_k)
+    assert loads == {RUN_A: 1, RUN_B: 1}
+
+
+def test_failures_answer_only_the_requests_they_concern() -> None:
+    service, _, _ = answers()
+    requests = [
+        predict_request("x@nobody", "a"),
+        predict_request(RUN_BROKEN, "b"),
+        predict_request("m/9", "c"),
+        predict_request(RUN_A, "d"),
+        predict_request("x@nobody", "e"),
+    ]
+    replies = asyncio.run(service.predict(requests))
+    assert [r.status for r in replies] == [404, 500, 500, 200, 404]
+    assert replies[0].body == {"error": "no x@nobody"} and replies[4] is replies[0]
+    assert replies[1].body == {"error": "prediction failed: RuntimeError"}
+    assert replies[2].body == {"error": "model 'm/9' could not be loaded: OSError"}
+
+
+def test_a_malformed_id_reaching_the_pool_is_400() -> None:
+    service, _, _ = answers()
+    request = REQUESTS.predict.model_construct(model_id="intent", document="a", top_k=3)  # skips validation
+    (reply,) = asyncio.run(service.predict([request]))
+    assert reply.status == 400 and "expected a run id" in reply.body["error"]
+
+
+@pytest.mark.parametrize("size", [2, INLINE_DOCUMENTS + 1], ids=["inline", "worker thread"])
+def test_predict_batch_answers_every_document_in_order(size: int) -> None:
+    service, calls, _ = answers()
+    documents = [f"d{i}" for i in range(size)]
+    reply = asyncio.run(service.predict_batch(REQUESTS.batch.model_construct(model_id="m/1", documents=documents, top_k=2)))
+    assert reply.status == 200
+    assert (reply.body["model_id"], reply.body["model_name"], reply.body["model_version"]) == (RUN_A, "m", 1)
+    assert [p["result"] for p in reply.body["predictions"]] == [f"a:{d}" for d in documents]
+    assert calls == [(RUN_A, documents, 2)]
+
+
+def test_predict_batch_answers_invalid_requests_and_unknown_models() -> None:
+    service, _, _ = answers()
+    assert asyncio.run(service.predict_batch(bodies.InvalidRequest("too big", 413))) == error(413, "too big")
+    reply = asyncio.run(service.predict_batch(REQUESTS.batch(model_id="x@nobody", documents=["a"])))
+    assert (reply.status, reply.body) == (404, {"error": "no x@nobody"})
+
+
+def test_a_reply_is_a_json_response() -> None:
+    response = Reply(404, {"error": "no 'é'"}).response()
+    assert (response.status_code, response.media_type) == (404, "application/json")
+    assert json.loads(response.body) == {"error": "no 'é'"}
+
+
+# --------------------------------------------------------------------------------------------
+# Middleware
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_declared_length_is_413_before_the_app_reads_it() -> None:
+    app = EchoApp()
+    limit = middleware.RequestSizeLimit(app, max_bytes=10)
+    sent = call(limit, http_scope(headers=[(b"content-length", b"11")]), receiver(b"x" * 11))
+    assert sent.status == 413 and "MINIAUTOML_MAX_REQUEST_BYTES" in sent.json["error"] and app.calls == 0
+    sent = call(limit, http_scope(headers=[(b"content-length", b"ten")]), receiver(b"x"))
+    assert (sent.status, sent.json) == (400, {"error": "invalid Content-Length"}) and app.calls == 0
+    sent = call(limit, http_scope(headers=[(b"content-length", b"10")]), receiver(b"x" * 10))
+    assert (sent.status, sent.json) == (200, {"length": 10})
+
+
+def test_a_chunked_body_is_counted_and_replayed_whole() -> None:
+    app = EchoApp()
+    limit = middleware.RequestSizeLimit(app, max_bytes=10)
+    sent = call(limit, http_scope(), receiver(b"x" * 6, b"y" * 5))
+    assert sent.status == 413 and "more than 10" in sent.json["error"] and app.calls == 0
+    sent = call(limit, http_scope(), receiver(b"x" * 6, b"y" * 4))
+    assert (sent.status, sent.json) == (200, {"length": 10}) and app.bodies == [b"x" * 6 + b"y" * 4]
+
+
+def test_other_requests_pass_the_size_limit_untouched() -> None:
+    app = EchoApp()
+    limit = middleware.RequestSizeLimit(app, max_bytes=10)
+    assert call(limit, http_scope("GET", "/livez"), receiver(b"x" * 50)).json == {"length": 50}
+    sent = call(limit, http_scope(), lambda: asyncio.sleep(0, {"type": "http.disconnect"}))
+    assert sent.messages == [] and app.calls == 2  # a disconnect is the app's to see
+
+
+def test_the_openapi_route_answers_the_document_made_once() -> None:
+    made: list[int] = []
+    app = EchoApp()
+    docs = middleware.OpenAPIDocument(app, document=lambda: made.append(1) or {"openapi": "3.0.2"})
+    for _ in range(2):
+        assert call(docs, http_scope("GET", "/docs.json"), receiver(b"")).json == {"openapi": "3.0.2"}
+    assert made == [1] and app.calls == 0
+    assert call(docs, http_scope("POST", "/docs.json"), receiver(b"abc")).json == {"length": 3}
+
+
+# --------------------------------------------------------------------------------------------
+# BentoML glue
+# --------------------------------------------------------------------------------------------
+
+
+class FakeRequest:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def body(self) -> bytes:
+        return self._body
+
+
+def test_predict_input_is_a_one_element_list_and_output_renders_its_reply() -> None:
+    descriptor = bentoml_io.predict_input(REQUESTS.predict)
+    parsed = asyncio.run(descriptor.from_http_request(FakeRequest(b'{"model_id": "m/1", "document": "hi"}'), None))
+    assert [r.document for r in parsed.requests] == ["hi"]
+    parsed = asyncio.run(descriptor.from_http_request(FakeRequest(b"{}"), None))
+    assert isinstance(parsed.requests[0], bodies.InvalidRequest)
+    batch = asyncio.run(bentoml_io.batch_input(REQUESTS.batch).from_http_request(FakeRequest(b"[]"), None))
+    assert batch.request.message == "invalid request: Input should be an object"
+    response = asyncio.run(bentoml_io.PredictOutput.to_http_response([error(404, "no")], None))
+    assert (response.status_code, json.loads(response.body)) == (404, {"error": "no"})
+
+
+def test_service_config_and_openapi_additions() -> None:
+    config = bentoml_io.service_config(ServingOptions(workers=3, request_timeout_seconds=5))
+    assert config["workers"] == 3 and config["traffic"] == {"timeout": 5}
+    assert config["tracing"] == {"excluded_urls": ["/predict"]}
+    assert "tracing" not in bentoml_io.service_config(ServingOptions(trace_predictions=True))
+    route = {"post": {"requestBody": {}, "responses": {200: {}}}}
+    spec = bentoml_io.complete_openapi({"paths": {"/predict": route, "/predict_batch": copy.deepcopy(route)}})
+    assert spec["paths"]["/predict"]["post"]["requestBody"]["required"] is True
+    assert set(spec["paths"]["/predict_batch"]["post"]["responses"]) == {200, 413, 503, 504}
+    assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+def test_the_patch_switch_is_a_serving_option() -> None:
+    assert ServingOptions.from_env({}).patch_timeout_timers is True
+    assert ServingOptions.from_env({"MINIAUTOML_PATCH_TIMEOUT_TIMERS": "0"}).patch_timeout_timers is False
+
+
+# --------------------------------------------------------------------------------------------
+# Worker set-up: GC tuning and pause metrics
+# --------------------------------------------------------------------------------------------
+
+
+def test_tune_gc_sets_the_thresholds_asked_for() -> None:
+    before = gc.get_threshold()
+    try:
+        worker.tune_gc(ServingOptions(gc_freeze=False, gc_threshold=(12345, 11, 12)))
+        assert gc.get_threshold() == (12345, 11, 12)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_gc_pauses_are_observed_by_generation() -> None:
+    observed: list[tuple[str, float]] = []
+
+    class Histogram:
+        def labels(self, generation: str) -> Any:
+            class Child:
+                def observe(self, seconds: float) -> None:
+                    observed.append((generation, seconds))
+
+            return Child()
+
+    callback = worker.observe_gc_pauses(Histogram())
+    try:
+        gc.collect(2)
+    finally:
+        gc.callbacks.remove(callback)
+    assert ("2", observed[-1][1]) == observed[-1] and observed[-1][1] >= 0
+
+
+# --------------------------------------------------------------------------------------------
+# The patch of BentoML's TimeoutMiddleware
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def timeout_middleware(monkeypatch: pytest.MonkeyPatch) -> type:
+    """BentoML's TimeoutMiddleware as BentoML wrote it (unpatched); restored afterwards."""
+    cls = timeout_patch.middleware_class()
+    original = cls.__dict__.get("_miniautoml_original_call", cls.__call__)
+    monkeypatch.setattr(cls, "__call__", original)
+    monkeypatch.setattr(cls, "_miniautoml_cancels_timers", False, raising=False)
+    monkeypatch.setattr(cls, "_miniautoml_original_call", original, raising=False)
+    return cls
+
+
+def test_bentoml_timeout_middleware_is_the_code_the_patch_was_written_for(timeout_middleware: type) -> None:
+    assert timeout_patch.fingerprint(timeout_middleware) == timeout_patch.WRITTEN_FOR, (
+        "BentoML changed TimeoutMiddleware (bentoml._internal.server.http.traffic). Read the new code: "
+        "if it cancels its timer, delete miniautoml/serving/timeout_patch.py; else port cancelling_call "
+        "to it and set WRITTEN_FOR to the new fingerprint."
+    )
+
+
+async def fast_app(scope: dict, receive: Any, send: Any) -> None:
+    await Reply(200, {"ok": True}).response()(scope, receive, send)
+
+
+def timers_left(middleware_call: Any, app: Any, timeout: float) -> tuple[Sent, list[asyncio.TimerHandle]]:
+    """Run one request through `middleware_call`; what it sent, and the timers it scheduled."""
+    cls = timeout_patch.middleware_class()
+    handles: list[asyncio.TimerHandle] = []
+    sent = Sent()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.call_later
+
+        def recording(delay: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            handle = real(delay, callback, *args, **kwargs)
+            if getattr(callback, "__name__", "") == "_set_timer_out":
+                handles.append(handle)
+            return handle
+
+        loop.call_later = recording  # type: ignore[method-assign]
+        try:
+            await middleware_call(cls(app, timeout=timeout), http_scope(), receiver(b""), sent)
+        finally:
+            del loop.call_later
+
+    asyncio.run(run())
+    return sent, handles
+
+
+def test_bentoml_leaves_the_timer_of_a_finished_request_pending(timeout_middleware: type) -> None:
+    """Why the patch exists. When this fails BentoML cancels its timer: drop the patch."""
+    sent, handles = timers_left(timeout_middleware.__call__, fast_app, timeout=60)
+    assert sent.status == 200
+    assert len(handles) == 1 and not handles[0].cancelled()
+
+
+def test_the_patched_middleware_cancels_the_timer_of_a_finished_request(timeout_middleware: type) -> None:
+    sent, handles = timers_left(timeout_patch.cancelling_call, fast_app, timeout=60)
+    assert (sent.status, sent.json) == (200, {"ok": True})
+    assert len(handles) == 1 and handles[0].cancelled()
+
+
+def test_the_patched_middleware_answers_504_when_the_app_is_too_slow(timeout_middleware: type) -> None:
+    cancelled: list[bool] = []
+
+    async def slow_app(scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    sent, handles = timers_left(timeout_patch.cancelling_call, slow_app, timeout=0.05)
+    assert (sent.status, sent.json) == (504, {"error": "Not able to process the request in 0.05 seconds"})
+    assert cancelled == [True] and len(handles) == 1
+
+
+def test_the_patched_middleware_passes_other_scopes_through(timeout_middleware: type) -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    asyncio.run(timeout_patch.cancelling_call(timeout_middleware(app, timeout=0.01), {"type": "lifespan"}, None, None))
+    assert seen == ["lifespan"]
+
+
+def test_apply_installs_the_patch_once(timeout_middleware: type) -> None:
+    original = timeout_middleware.__call__
+    assert timeout_patch.apply() is True
+    assert timeout_middleware.__call__ is timeout_patch.cancelling_call
+    assert timeout_patch.apply() is True and timeout_middleware._miniautoml_original_call is original
+
+
+def test_apply_leaves_changed_bentoml_code_alone_and_says_why(
+    timeout_middleware: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = timeout_middleware.__call__
+    with caplog.at_level(logging.WARNING, logger="miniautoml.serving.timeout_patch"):
+        assert timeout_patch.apply(expected="0" * 64) is False
+    assert timeout_middleware.__call__ is original
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert "NOT patched" in message and "differs from BentoML 1.4.40" in message
+    assert "MINIAUTOML_PATCH_TIMEOUT_TIMERS=0" in message
