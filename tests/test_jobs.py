@@ -17,8 +17,8 @@ import pytest
 from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes
 
 from miniautoml.jobs import cancel_job, job_status, list_jobs, submit_job
-from miniautoml.jobs.procs import ProcessRef
 from miniautoml.jobs.runner import Runner
+from miniautoml.processes import ProcessRef
 
 def mlflow_run(workspace: Path, job_id: str):
     from miniautoml.adapters import mlflow as mlflow_adapter

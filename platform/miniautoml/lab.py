@@ -7,19 +7,16 @@ retrain → promote the better model → the running service answers with it.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miniautoml import datasets, jobs, registry, runs, serving
+from miniautoml import datasets, jobs, registry, runs, serving, stack
 from miniautoml.config import PROJECT_ROOT, Settings
-from miniautoml.errors import MiniAutoMLError, UserInputError
+from miniautoml.errors import UserInputError
+from miniautoml.processes import free_port
 
 DEMO_DATA = (PROJECT_ROOT / "data/demo/intents-part1.csv", PROJECT_ROOT / "data/demo/intents-part2.csv")
 MODEL_NAME = "lab-intent"
@@ -47,12 +44,6 @@ class LabOptions:
     ready_timeout: float = 180.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _dataset_name(settings: Settings) -> str:
     """`lab-intents`, or `lab-intents-N` when earlier labs ran in this workspace."""
     taken = {d.name for d in datasets.list_datasets(settings)}
@@ -67,43 +58,6 @@ def _check_data(paths: tuple[Path, ...]) -> tuple[Path, Path]:
     if len(paths) != 2:
         raise UserInputError(f"--data: give two CSV files (commit 1 and commit 2), got {len(paths)}")
     return paths[0], paths[1]
-
-
-class _Server:
-    """A `bentoml serve` process of the platform prediction service."""
-
-    def __init__(self, settings: Settings, port: int, log: Path) -> None:
-        launch = serving.server_launch(settings, port=port)
-        env = {**os.environ, **launch.env, "MINIAUTOML_ALIAS_REFRESH_SECONDS": "1"}
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                launch.argv, cwd=launch.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise MiniAutoMLError(f"prediction service exited with {self.proc.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise MiniAutoMLError(f"prediction service not ready after {timeout:.0f}s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
 
 
 def _train(settings: Settings, dataset_id: str, version_hash: str, params: dict[str, str]) -> dict[str, Any]:
@@ -145,15 +99,18 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
     yield LabStep("run_info", {"run_info": runs.show_run(settings, job1["job_id"])})
 
     registry.promote(settings, MODEL_NAME, job1["model_version"], ALIAS)
-    port = options.port or _free_port()
-    progress(f"[5/12] serve on http://127.0.0.1:{port}")
-    server = _Server(settings, port, settings.state_dir / "lab-serve.log")
+    port = options.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    progress(f"[5/12] serve on {url}")
+    server = stack.start_prediction_service(
+        settings, port, env={"MINIAUTOML_ALIAS_REFRESH_SECONDS": "1"},  # the promotion shows within a second
+        log=settings.state_dir / "lab-serve.log", timeout=options.ready_timeout,
+    )
     try:
-        server.wait_ready(options.ready_timeout)
-        yield LabStep("serve", {"url": server.url, "pid": server.proc.pid, "champion": f"{MODEL_NAME}@{ALIAS}"})
+        yield LabStep("serve", {"url": url, "pid": server.pid, "champion": f"{MODEL_NAME}@{ALIAS}"})
 
         progress("[6/12] predict by model id")
-        yield LabStep("predict", serving.request_prediction(server.url, job1["job_id"], [options.sentence]))
+        yield LabStep("predict", serving.request_prediction(url, job1["job_id"], [options.sentence]))
 
         progress(f"[7/12] update the dataset with {second} (lab-005)")
         summary = datasets.update_dataset(settings, summary.dataset_id, second, "lab-005: more intents", {"lab": "005"})
@@ -174,9 +131,9 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
         yield LabStep("promote", {"alias": ALIAS, "version": best, "test_accuracy": acc, "model": promoted})
 
         progress(f"[11/12] predict by {MODEL_NAME}@{ALIAS}")
-        yield LabStep("predict_champion", _predict_until(server.url, f"{MODEL_NAME}@{ALIAS}", options.sentence, best))
+        yield LabStep("predict_champion", _predict_until(url, f"{MODEL_NAME}@{ALIAS}", options.sentence, best))
     finally:
         if not options.keep_serving:
-            server.stop()
+            server.cancel(grace=20.0)
     progress("[12/12] done")
-    yield LabStep("done", {"workspace": str(settings.workspace), "serving": server.url if options.keep_serving else None})
+    yield LabStep("done", {"workspace": str(settings.workspace), "serving": url if options.keep_serving else None})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from miniautoml.jobs.procs import signal_name
+from miniautoml.processes import signal_name
 
 _TAIL_BYTES = 64 * 1024
 # `mlflow run`'s own log lines ("2025/01/01 10:00:00 INFO mlflow.projects...: === Run ... ===")

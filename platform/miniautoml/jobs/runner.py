@@ -17,7 +17,6 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from miniautoml.config import CONFIG_FILE, PROJECT_ROOT, Settings
 from miniautoml.errors import UserInputError
 from miniautoml.jobs import store
 from miniautoml.jobs.messages import failure_message
-from miniautoml.jobs.procs import ProcessRef
+from miniautoml.processes import Command, Process, ProcessRef, spawn
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -127,21 +126,10 @@ def _free_slot(settings: Settings, slots: int) -> bool:
 
 
 def spawn_runner(settings: Settings) -> int:
-    """Start a detached runner process for the workspace; returns its pid."""
-    logfile = open(store.logs_dir(settings) / "runner.log", "ab")
-    env = _child_env(settings)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "miniautoml.jobs", "runner", "--workspace", str(settings.workspace)],
-        stdin=subprocess.DEVNULL,
-        stdout=logfile,
-        stderr=logfile,
-        env=env,
-        cwd=str(settings.workspace),
-        start_new_session=True,  # survives the submitting shell's Ctrl-C and exit
-        close_fds=True,
-    )
-    logfile.close()
-    return proc.pid
+    """Start a detached runner process for the workspace (a session of its own: it survives the
+    submitting shell's Ctrl-C and exit); returns its pid."""
+    argv = [sys.executable, "-m", "miniautoml.jobs", "runner", "--workspace", str(settings.workspace)]
+    return spawn(_child_command(settings, argv, settings.workspace), log=store.logs_dir(settings) / "runner.log").pid
 
 
 def ensure_runner(settings: Settings) -> int | None:
@@ -152,15 +140,15 @@ def ensure_runner(settings: Settings) -> int | None:
     return spawn_runner(settings)
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
-    env.update(settings.tool_env())
+def _child_command(settings: Settings, argv: list[str], cwd: Path, **env: str) -> Command:
+    """`argv` with the workspace's tool environment, `env` added."""
+    child_env = settings.tool_env()
     # MLproject commands say `python`: make it this interpreter even when the venv is not active.
     bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env["MINIAUTOML_PYTHON"] = sys.executable  # read by the MLproject command
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    child_env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    child_env["MINIAUTOML_PYTHON"] = sys.executable  # read by the MLproject command
+    child_env["PYTHONUNBUFFERED"] = "1"
+    return Command(argv, cwd, {**child_env, **env}, unset=_FOREIGN_ENV)
 
 
 def _mlflow_command() -> list[str]:
@@ -275,24 +263,10 @@ class Runner:
         """Wait for a job launched by another (dead) runner, honouring cancel and stop like
         `run_job`, then finalise it. Returns the MLflow status."""
         run_id = run.info.run_id
-        process = ProcessRef.decode(run.data.tags.get(store.PROCESS))
-        stopped_by_runner = cancelled = False
-        stop_deadline = next_cancel_check = 0.0
-        watched = False  # seen alive: its group id is not yet anyone else's
-        while process is not None and process.alive() is True:
-            watched = True
-            if (self.stop_signal is not None or cancelled) and not stop_deadline:
-                stopped_by_runner = not cancelled
-                stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
-                process.kill_group()
-            elif stop_deadline and time.monotonic() >= stop_deadline:
-                process.kill_group(signal.SIGKILL)
-            if not cancelled and time.monotonic() >= next_cancel_check:
-                next_cancel_check = time.monotonic() + CANCEL_POLL_SECONDS
-                cancelled = self._cancel_requested(run_id)
-            time.sleep(POLL_SECONDS)
-        if process is not None and watched:
-            _kill_leftovers(process.pid)  # a trainer outliving its `mlflow run`
+        ref = ProcessRef.decode(run.data.tags.get(store.PROCESS))
+        stopped_by_runner = False
+        if ref is not None and ref.alive() is True:  # seen alive: its group id is not yet anyone else's
+            stopped_by_runner = self._watch(run_id, Process(ref, name=f"job {run_id}"))
         logs = store.logs_dir(self.settings)
         shutil.rmtree(logs / f"{run_id}.storage", ignore_errors=True)
         status_file = logs / f"{run_id}.exit"
@@ -313,47 +287,49 @@ class Runner:
         storage = logs / f"{run_id}.storage"
         status_file = logs / f"{run_id}.exit"
         status_file.unlink(missing_ok=True)
-        cmd = launch_command(run, storage)
-        env = _child_env(self.settings)
-        env.update({"MINIAUTOML_PYTHON": str(self.wrapper), "MINIAUTOML_REAL_PYTHON": sys.executable,
-                    "MINIAUTOML_EXIT_FILE": str(status_file), "MINIAUTOML_JOB_ID": run_id})
-        log.info("job %s: %s", run_id, " ".join(cmd))
+        command = _child_command(
+            self.settings, launch_command(run, storage), PROJECT_ROOT,
+            MINIAUTOML_PYTHON=str(self.wrapper), MINIAUTOML_REAL_PYTHON=sys.executable,
+            MINIAUTOML_EXIT_FILE=str(status_file), MINIAUTOML_JOB_ID=run_id,
+        )  # fmt: skip
+        log.info("job %s: %s", run_id, " ".join(command.argv))
         if self._cancel_requested(run_id):
             return self.fail(run_id, "cancelled before launch", "KILLED")
+        out_path.unlink(missing_ok=True)
+        err_path.unlink(missing_ok=True)
         try:
-            with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                proc = subprocess.Popen(
-                    cmd, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=err, start_new_session=True, close_fds=True,
-                )
+            job = spawn(command, log=out_path, err_log=err_path, name=f"job {run_id}")
         except OSError as exc:
             return self.fail(run_id, f"could not start mlflow run: {exc}")
-        ref = ProcessRef.of(proc.pid)
         store.set_tags(self.client, run_id, {
-            store.PROCESS: ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
+            store.PROCESS: job.ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
         })
+        stopped_by_runner = self._watch(run_id, job)
+        rc = job.returncode
+        assert rc is not None  # our child, waited for
+        shutil.rmtree(storage, ignore_errors=True)
+        trainer_status = _read_status(status_file)
+        status_file.unlink(missing_ok=True)
+        return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
+
+    def _watch(self, run_id: str, job: Process) -> bool:
+        """Wait for the job's `mlflow run` to end; stop its process group (SIGTERM, SIGKILL after a
+        grace period) when this runner is told to stop or the job is cancelled. Returns whether
+        the runner stopped it."""
         stopped_by_runner = cancelled = False
         next_cancel_check = 0.0  # at once: a cancel may have come between the claim and now
-        while True:
-            try:
-                rc = proc.wait(timeout=POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while not job.wait(POLL_SECONDS):
             if self.stop_signal is not None and not stopped_by_runner:
                 stopped_by_runner = True
-                _stop_group(proc)
+                job.cancel(STOP_GRACE_SECONDS)
             # `train cancel` signals the job itself on this host; the tag reaches us from anywhere.
             if not cancelled and time.monotonic() >= next_cancel_check:
                 next_cancel_check = time.monotonic() + CANCEL_POLL_SECONDS
                 if self._cancel_requested(run_id):
                     cancelled = True
-                    _stop_group(proc)
-        _kill_leftovers(proc.pid)
-        shutil.rmtree(storage, ignore_errors=True)
-        trainer_status = _read_status(status_file)
-        status_file.unlink(missing_ok=True)
-        return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
+                    job.cancel(STOP_GRACE_SECONDS)
+        job.kill_group(signal.SIGKILL)  # a trainer outliving its `mlflow run`
+        return stopped_by_runner
 
     def finalise(
         self, run_id: str, rc: int, err_path: Path, stopped_by_runner: bool = False, trainer_status: int | None = None
@@ -479,26 +455,6 @@ def finalise_abandoned(settings: Settings, run: "Run") -> "Run":
     if claimed is not None:
         runner.follow(claimed)
     return runner.client.get_run(run.info.run_id)
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the job's process group, SIGKILL it after a grace period."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        _kill_leftovers(proc.pid)
-
-
-def _kill_leftovers(pgid: int) -> None:
-    """A SIGKILLed `mlflow run` leaves its trainer running: end the whole group."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def main(settings: Settings, slots: int | None = None) -> int:

@@ -17,8 +17,8 @@ from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
 from miniautoml.jobs import runner as runner_mod
 from miniautoml.jobs import store
-from miniautoml.jobs.procs import ProcessRef
 from miniautoml.jobs.store import JobStatus
+from miniautoml.processes import ProcessRef
 
 if TYPE_CHECKING:
     from collections.abc import Callable

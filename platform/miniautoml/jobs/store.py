@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from miniautoml.config import Settings
 from miniautoml.locks import file_lock
 from miniautoml.errors import NotFoundError
-from miniautoml.jobs.procs import ProcessRef
+from miniautoml.processes import ProcessRef
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

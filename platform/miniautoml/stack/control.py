@@ -1,0 +1,360 @@
+"""Starting, stopping and reporting the stack's services, each recorded in a pid file of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from miniautoml import processes
+from miniautoml.config import CONFIG_FILE, Settings, load_settings
+from miniautoml.errors import UserInputError
+from miniautoml.locks import file_lock
+from miniautoml.processes import DEFAULT_GRACE, Process
+from miniautoml.stack import storage
+from miniautoml.stack.services import (
+    BENTO_DIR,
+    DEFAULT_HOST,
+    DEFAULT_TIMEOUT,
+    ORDER,
+    Launch,
+    StackError,
+    StackOptions,
+    mlflow_launch,
+    s3_keys,
+    s3_launch,
+    serve_launch,
+    stack_dir,
+)
+
+Started = tuple[Launch, Process, dict]  # a service `up` started: how, its handle, its pid file record
+
+
+# --------------------------------------------------------------------------- pid files
+
+
+def record_path(settings: Settings, name: str) -> Path:
+    return stack_dir(settings) / f"{name}.json"
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    return stack_dir(settings) / f"{name}.log"
+
+
+def _read_records(settings: Settings) -> dict[str, dict]:
+    records: dict[str, dict] = {}
+    directory = stack_dir(settings)
+    if not directory.is_dir():
+        return records
+    for path in sorted(directory.glob("*.json")):
+        record = processes.read_pidfile(path)
+        if record is None:
+            path.unlink(missing_ok=True)  # a torn or foreign file cannot describe a live service
+            continue
+        records[path.stem] = record
+    return _ordered(records)
+
+
+def _remove_record(settings: Settings, name: str) -> None:
+    record_path(settings, name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _stack_lock(settings: Settings, timeout: float = 300.0) -> Iterator[None]:
+    """One `up`/`down` at a time per workspace, so two `up`s never start a service twice."""
+    busy = lambda: StackError(f"another `up` or `down` of {settings.workspace} is still running")  # noqa: E731
+    with file_lock(stack_dir(settings) / "stack.lock", timeout, busy, poll=0.1):
+        yield
+
+
+# --------------------------------------------------------------------------- starting and stopping
+
+
+def _start(launch: Launch, log: Path) -> Process:
+    """Start a service in a process group of its own, its output appended to `log`."""
+    with open(log, "ab") as out:
+        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        out.write(f"\n=== {stamp} miniautoml up: {' '.join(launch.command.argv)}\n".encode())
+    try:
+        return processes.spawn(launch.command, log=log, name=launch.name, ready_url=launch.health_url)
+    except OSError as exc:
+        raise StackError(f"{launch.name}: cannot run {launch.command.argv[0]}: {exc.strerror}") from None
+
+
+def _spawn(settings: Settings, launch: Launch) -> Started:
+    process = _start(launch, log_path(settings, launch.name))
+    record = processes.write_pidfile(  # before waiting: a killed `up` still leaves `down` a record
+        record_path(settings, launch.name), process,
+        name=launch.name, host=launch.host, port=launch.port, url=launch.url, health_url=launch.health_url,
+        log=str(process.log), started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **launch.extra,
+    )  # fmt: skip
+    return launch, process, record
+
+
+def start_prediction_service(
+    settings: Settings,
+    port: int,
+    *,
+    host: str = DEFAULT_HOST,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Process:
+    """Start the prediction service as `up` does, `env` added to its environment, and wait until it
+    is ready. Not recorded as the stack's: the caller stops it (`Process.cancel`)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    process = _start(serve_launch(settings, host, port, {}, env), log or settings.state_dir / "serve.log")
+    try:
+        processes.wait_ready([process], timeout)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            process.cancel(5.0)
+        raise
+    return process
+
+
+def _stop_record(settings: Settings, record: dict, grace: float) -> dict:
+    process = Process.from_record(record)
+    result = {"pid": record["pid"], "url": record.get("url")}
+    if process is None:
+        result["state"] = "not-running"  # exited on its own (or pid reused): nothing to signal
+    else:
+        result["signal"] = process.cancel(grace)
+        result["state"] = "stopped"
+    _remove_record(settings, record["name"])
+    return result
+
+
+def _rollback(settings: Settings, started: list[Started]) -> None:
+    for launch, process, _record in reversed(started):
+        with contextlib.suppress(Exception):
+            process.cancel(5.0)
+        _remove_record(settings, launch.name)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR: a socket in TIME_WAIT from a service we just stopped is no obstacle.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
+                raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise
+    return False
+
+
+def _port_owner(port: int) -> str:
+    """Best effort: `pid 123 (nginx)` of the process listening on `port`, else ""."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.pid:
+                return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+    except Exception:  # noqa: BLE001 - only decorates an error message
+        pass
+    return ""
+
+
+def _check_startable(settings: Settings, opts: StackOptions, to_start: list[str]) -> None:
+    """Every obstacle found before anything starts, so a failure leaves nothing half-started."""
+    ports: dict[int, str] = {}
+    for name in to_start:
+        port = opts.port(name)
+        if port in ports:
+            raise UserInputError(f"{ports[port]} and {name} cannot both use port {port}")
+        ports[port] = name
+        if _port_in_use(opts.host, port):
+            raise UserInputError(
+                f"port {port} on {opts.host} (for {name}) is already in use{_port_owner(port)}; "
+                f"choose another with {opts.flag(name)}"
+            )
+    if "serve" in to_start and not (BENTO_DIR / "service.py").is_file():
+        raise UserInputError(
+            f"the prediction service {BENTO_DIR / 'service.py'} is missing; start the rest with --no-serve"
+        )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _describe(record: dict, state: str, alive: bool | None = None) -> dict:
+    out = {
+        "state": state,
+        "pid": record.get("pid"),
+        "url": record.get("url"),
+        "host": record.get("host"),
+        "port": record.get("port"),
+        "log": record.get("log"),
+        "started_at": record.get("started_at"),
+    }
+    if alive is not None:
+        out["alive"] = alive
+    for key in ("kind", "bucket", "data", "backend_store_uri", "artifact_root", "service", "tracking_uri"):
+        if key in record:
+            out[key] = record[key]
+    return out
+
+
+def _urls(services: dict[str, dict], settings: Settings) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    mlflow = services.get("mlflow")
+    if mlflow and mlflow.get("url"):
+        urls["mlflow_ui"] = mlflow["url"]
+        urls["tracking_server"] = mlflow["url"]
+    if services.get("serve", {}).get("url"):
+        urls["prediction"] = services["serve"]["url"]
+        urls["prediction_docs"] = services["serve"]["url"] + "/docs"
+    if services.get("s3", {}).get("url"):
+        urls["s3"] = services["s3"]["url"]
+    urls["tracking_uri"] = settings.tracking_uri
+    return urls
+
+
+def _ordered(services: dict[str, dict]) -> dict[str, dict]:
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return dict(sorted(services.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+
+def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] | None = None) -> dict:
+    """Start the requested services that are not running yet; report all that run.
+
+    `progress` gets a line per service as it starts (after every check has passed).
+    """
+    say = progress or (lambda _line: None)
+    wanted = [name for name in ORDER if (name != "s3" or opts.s3) and (name != "serve" or opts.serve)]
+    if opts.s3 and os.environ.get("MINIAUTOML_S3_ENDPOINT"):
+        raise UserInputError(
+            f"MINIAUTOML_S3_ENDPOINT={os.environ['MINIAUTOML_S3_ENDPOINT']} already names the storage; "
+            "unset it to run the local S3 server with --s3"
+        )
+    for name in wanted:
+        if not 0 < opts.port(name) < 65536:
+            raise UserInputError(f"{name} port {opts.port(name)}: not a TCP port ({opts.flag(name)})")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with _stack_lock(settings):
+        running: dict[str, dict] = {}
+        for name, record in _read_records(settings).items():
+            if Process.from_record(record) is not None:
+                running[name] = record
+            else:
+                _remove_record(settings, name)  # stale: the process is gone
+        to_start = [name for name in wanted if name not in running]
+        _check_startable(settings, opts, to_start)
+
+        services: dict[str, dict] = {}
+        for name, record in running.items():  # reported, never restarted
+            services[name] = _describe(record, "running")
+            if name in wanted and record.get("port") != opts.port(name):
+                services[name]["note"] = (
+                    f"already running on port {record.get('port')}; `miniautoml down` first to change ports"
+                )
+        if "s3" in to_start and "mlflow" in running:
+            services["mlflow"]["note"] = (
+                "started without S3: its default artifact root stays local until `miniautoml down` + `up --s3`"
+            )
+        started: list[Started] = []
+        config_backup: tuple[str | None, bool] | None = None  # (old text, backup written?) once changed
+        keys, dev_keys = s3_keys(settings) if (opts.s3 or "s3" in running) else ({}, False)
+        try:
+            if "s3" in to_start:
+                launch = s3_launch(settings, opts, keys)
+                say(f"starting s3 ({launch.extra['kind']}) on {launch.url} ...")
+                started.append(_spawn(settings, launch))
+                processes.wait_ready([started[-1][1]], opts.timeout)
+            if opts.s3:
+                endpoint = running["s3"]["url"] if "s3" in running else started[-1][0].url
+                old, changed = storage.set_storage_endpoint(settings, endpoint)
+                if changed:
+                    config_backup = (old, storage.save_storage_before(settings, old, endpoint))
+                settings = load_settings(settings.workspace)
+                storage.ensure_bucket(settings, endpoint, keys)
+            batch = []
+            for name in ("mlflow", "serve"):
+                if name not in to_start:
+                    continue
+                if name == "mlflow":
+                    launch = mlflow_launch(settings, opts, keys)
+                else:
+                    launch = serve_launch(settings, opts.host, opts.serve_port, keys)
+                if launch is None:
+                    services[name] = {"state": "external", "url": settings.tracking_uri}
+                    continue
+                say(f"starting {name} on {launch.url} ...")
+                started.append(_spawn(settings, launch))
+                batch.append(started[-1][1])
+            processes.wait_ready(batch, opts.timeout)  # MLflow and BentoML start side by side
+        except BaseException:
+            _rollback(settings, started)
+            if config_backup is not None:
+                storage.restore_config(settings, config_backup[0])
+                if config_backup[1]:
+                    storage.storage_before_path(settings).unlink(missing_ok=True)
+            raise
+        for launch, _process, record in started:
+            services[launch.name] = _describe(record, "started")
+        services = _ordered(services)
+        result: dict[str, Any] = {
+            "workspace": str(settings.workspace),
+            "services": services,
+            "urls": _urls(services, settings),
+        }
+        if "s3" in services:
+            result["storage"] = {
+                "endpoint": services["s3"]["url"],
+                "bucket": settings.storage.bucket,
+                "config": str(settings.workspace / CONFIG_FILE),
+            }
+        if dev_keys:
+            result["env"] = keys  # the dev-only default keys: export them for dataset commands
+        return result
+
+
+def down(settings: Settings, grace: float = DEFAULT_GRACE) -> dict:
+    """Stop every service `up` started in this workspace (last started first).
+
+    With the local S3 server among them, the workspace goes back to the storage it used before
+    `up --s3` (`[storage] endpoint` of miniautoml.toml as it was), and the dataset data made
+    meanwhile is uploaded there from the local DVC cache: `storage` in the result says what was
+    restored and uploaded, `warnings` what was lost (moto keeps its data in memory only).
+    """
+    stopped: dict[str, dict] = {}
+    if not stack_dir(settings).is_dir():
+        return {"workspace": str(settings.workspace), "services": stopped}
+    with _stack_lock(settings):
+        records = _read_records(settings)
+        for name in reversed(list(records)):
+            stopped[name] = _stop_record(settings, records[name], grace)
+        result: dict[str, Any] = {"workspace": str(settings.workspace), "services": _ordered(stopped)}
+        if "s3" in records or storage.storage_before_path(settings).exists():
+            # The workspace named the server just stopped: back to the storage of before `up --s3`.
+            result["storage"], result["warnings"] = storage.after_s3(settings, records.get("s3"))
+    return result
+
+
+def status(settings: Settings) -> dict:
+    """What runs: one entry per recorded service with pid, URL, liveness and health."""
+    services: dict[str, dict] = {}
+    for name, record in _read_records(settings).items():
+        alive = Process.from_record(record) is not None
+        entry = _describe(record, "running" if alive else "dead", alive=alive)
+        entry["healthy"] = alive and processes.http_ok(record.get("health_url", ""))
+        services[name] = entry
+    live = {name: s for name, s in services.items() if s["alive"]}
+    return {
+        "workspace": str(settings.workspace),
+        "running": bool(live),
+        "services": services,
+        "urls": _urls(live, settings),
+    }
