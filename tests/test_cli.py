@@ -95,3 +95,25 @@ def test_an_error_line_never_echoes_a_huge_value_whole(cli):
     assert out.returncode == 2
     assert out.error_line.startswith("error: job 'xxxx") and " … " in out.error_line
     assert len(out.error_line) <= 510
+
+
+def test_a_real_import_error_inside_a_command_module_is_not_no_such_command(monkeypatch):
+    import importlib
+
+    import click
+
+    from miniautoml.cli import main as cli_main
+
+    def fake_import(name):
+        if name == "miniautoml.cli.runs":
+            raise ModuleNotFoundError("No module named 'some_dependency'", name="some_dependency")
+        if name == "miniautoml.cli.lab":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return importlib.import_module(name)
+
+    monkeypatch.setattr(cli_main.importlib, "import_module", fake_import)
+    group = cli_main.LazyGroup()
+    ctx = click.Context(group)
+    assert group.get_command(ctx, "lab") is None  # our own command module missing: no such command
+    with pytest.raises(ModuleNotFoundError, match="some_dependency"):
+        group.get_command(ctx, "runs")

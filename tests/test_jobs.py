@@ -26,6 +26,13 @@ def mlflow_run(workspace: Path, job_id: str):
     return mlflow_adapter.client(job_settings(workspace)).get_run(job_id)
 
 
+def job_record(workspace: Path, job_id: str) -> dict:
+    """The job's local record (processes, logs, launch time): `<ws>/.miniautoml/jobs/<id>.json`."""
+    import json
+
+    return json.loads((job_settings(workspace).state_dir / "jobs" / f"{job_id}.json").read_text())
+
+
 def poll(what: str, check, timeout: float = 120.0, every: float = 0.2):
     """`check()` until it returns something truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -272,6 +279,26 @@ def test_succeeded_job_run_is_finished_and_its_model_registered(trained_job):
     assert status["metadata"]["exit_code"] == 0
 
 
+def test_job_internals_stay_out_of_the_run_tags(trained_job):
+    """Pids, paths and the launch time are in the job's record (and its `job-runner.json`
+    artifact), not among the tags the MLflow UI lists."""
+    run = mlflow_run(trained_job.workspace, trained_job.job_id)
+    internal = ("miniautoml.runner", "miniautoml.process", "miniautoml.log.", "miniautoml.launched_at")
+    assert not [k for k in run.data.tags if k.startswith(internal)]
+    record = job_record(trained_job.workspace, trained_job.job_id)
+    assert {"runner", "process", "log_stdout", "log_stderr", "launched_at"} <= set(record)
+    meta = job_cli(trained_job.workspace, "train", "status", trained_job.job_id).json["metadata"]
+    assert meta["launched_at"] == record["launched_at"] and "T" in meta["launched_at"]
+    artifacts = {f.path for f in mlflow_adapter_client(trained_job.workspace).list_artifacts(trained_job.job_id)}
+    assert "job-runner.json" in artifacts
+
+
+def mlflow_adapter_client(workspace: Path):
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    return mlflow_adapter.client(job_settings(workspace))
+
+
 def test_wait_on_a_finished_job_returns_at_once(trained_job):
     result = job_cli(trained_job.workspace, "train", "wait", trained_job.job_id, "--timeout", "60")
     assert result.returncode == 0
@@ -289,7 +316,7 @@ def test_submit_wait_shows_epoch_progress_on_stderr(trained_job):
 
 # --- a runner SIGKILLed mid-job ------------------------------------------------------------------
 def runner_of(ws: Path, job_id: str) -> ProcessRef:
-    return ProcessRef.decode(mlflow_run(ws, job_id).data.tags["miniautoml.runner"])
+    return ProcessRef.decode(job_record(ws, job_id)["runner"])
 
 
 def recorded(ws: Path, job_id: str) -> bool:
@@ -337,7 +364,7 @@ def test_job_that_ends_after_its_runner_died_shows_its_registered_version(job_ws
     job_id = job_cli(job_ws, "train", "submit", "--data-path", str(tiny_csv), "--model-name", "m",
                      *LONG_JOB).json["job_id"]
     kill_runner_mid_training(job_ws, job_id)
-    process = ProcessRef.decode(mlflow_run(job_ws, job_id).data.tags["miniautoml.process"])
+    process = ProcessRef.decode(job_record(job_ws, job_id)["process"])
     poll("the orphaned `mlflow run` to end", lambda: process.alive() is False, timeout=240)
     assert mlflow_run(job_ws, job_id).info.status == "FINISHED" and not recorded(job_ws, job_id)
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import job_cli, job_settings
 
 from miniautoml.errors import NotFoundError, UserInputError
-from miniautoml.registry import ensure_registered, get_version, promote, show_model
+from miniautoml.registry import get_version, promote, registered_version, show_model, versions_of_run
 
 
 def test_successful_job_registers_a_version_tagged_with_its_run(trained_job):
@@ -23,14 +23,15 @@ def test_models_list_names_the_trained_model(trained_job):
     assert models["intent"]["latest_version"] is not None
 
 
-def test_ensure_registered_adds_missing_lineage_tags(trained_job):
-    """A version the trainer did not register (here: under another name) gets registered and tagged."""
+def test_the_trainer_alone_registers_one_version_with_its_lineage(trained_job):
+    """One owner of registration: the trainer registers and tags the version; the runner only
+    reads it back for the job record (no second version, no second set of tags)."""
     settings = job_settings(trained_job.workspace)
-    tags = {"run_id": trained_job.job_id, "dataset_id": "7", "version_hash": "hashAg=="}
-    version = ensure_registered(settings, trained_job.job_id, "intent-copy", tags)
-    assert (version.run_id, version.dataset_id, version.version_hash) == (trained_job.job_id, "7", "hashAg==")
-    again = ensure_registered(settings, trained_job.job_id, "intent-copy", tags)
-    assert again.version == version.version  # idempotent: no second version
+    versions = versions_of_run(settings, trained_job.job_id)
+    assert [(v.name, v.version) for v in versions] == [("intent", "1")]
+    assert versions[0].tags["run_id"] == trained_job.job_id and versions[0].tags["snapshot_md5"]
+    assert registered_version(settings, trained_job.job_id, "intent").version == "1"
+    assert registered_version(settings, trained_job.job_id, "intent-copy") is None
 
 
 def test_promote_points_an_alias_at_a_version(trained_job):

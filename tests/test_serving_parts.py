@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from miniautoml.errors import NotFoundError
+from miniautoml.errors import NotFoundError, UserInputError
 from miniautoml.serving import ModelPool, ModelRef, ModelSource, ServingOptions
 from miniautoml.serving import bentoml_io, bodies, middleware, timeout_patch, worker
 from miniautoml.serving.answers import INLINE_DOCUMENTS, Answers, Reply, error
@@ -489,3 +489,16 @@ def test_apply_leaves_changed_bentoml_code_alone_and_says_why(
     assert record.levelno == logging.WARNING
     assert "NOT patched" in message and "differs from BentoML 1.4.40" in message
     assert "MINIAUTOML_PATCH_TIMEOUT_TIMERS=0" in message
+
+
+def test_server_launch_is_a_process_command_the_cli_execs(tmp_path):
+    from miniautoml import processes
+    from miniautoml.config import PROJECT_ROOT, load_settings
+    from miniautoml.serving import server_launch
+
+    launch = server_launch(load_settings(tmp_path), port=3123, workers=2)
+    assert isinstance(launch, processes.Command)
+    assert launch.cwd == str(PROJECT_ROOT / "bentos") and launch.env["MINIAUTOML_WORKERS"] == "2"
+    assert "--port" in launch.argv and "3123" in launch.argv
+    with pytest.raises(UserInputError, match="--port"):
+        server_launch(load_settings(tmp_path), port=0)

@@ -28,3 +28,13 @@ def test_malformed_hash_is_an_input_error(bad):
 def test_dirname_is_filesystem_safe():
     assert version_hash(range(1, 8)) == "hash/g=="
     assert dirname("hash/g==") == "hash_g=="
+
+
+def test_parse_once_gives_a_typed_value():
+    from miniautoml.datasets.version_hash import VersionHash, parse
+
+    parsed = parse(" hashBg== ")
+    assert parsed == VersionHash.of([2, 1]) and parsed.commits == (1, 2)
+    assert str(parsed) == "hashBg==" and parsed.dirname == "hashBg=="
+    with pytest.raises(UserInputError, match="version hash"):
+        parse("hashAgA=")

@@ -199,7 +199,9 @@ def log_dataset(examples: Examples) -> None:
 
 
 def tag_model_version(settings: Settings, name: str, version: str, tags: Mapping[str, str]) -> None:
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    """The version's lineage (run_id, snapshot_md5, dataset_id, version_hash): the trainer is the
+    one place that registers a model and writes these; the jobs runner only reads them back."""
+    client = mlflow_adapter.client(settings)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from miniautoml.errors import MiniAutoMLError
+from miniautoml.files import atomic_write_json
 
 DEFAULT_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 KILL_WAIT = 10.0  # seconds SIGKILLed processes get to disappear
@@ -377,9 +378,7 @@ def write_pidfile(path: Path, process: Process, **fields: Any) -> dict[str, Any]
         create_time, cmdline = 0.0, list(process.popen.args) if process.popen is not None else []
     record = {"pid": process.pid, "start": process.ref.start, "create_time": create_time, "cmdline": cmdline,
               **fields}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
     return record
 
 

@@ -100,24 +100,14 @@ def _model_info(rm: "RegisteredModel", versions: list[ModelVersionInfo] | None =
     )
 
 
-def _not_found(exc: Exception) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
-
-
 def _get_model(client: "MlflowClient", name: str) -> "RegisteredModel":
-    from mlflow.exceptions import MlflowException
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     name = (name or "").strip()
     if not name:
         raise UserInputError("model name is empty")
-    try:
+    with mlflow_adapter.errors(not_found=f"model {name!r} not found in the registry"):
         return client.get_registered_model(name)
-    except MlflowException as exc:
-        if _not_found(exc):
-            raise NotFoundError(f"model {name!r} not found in the registry") from None
-        raise
 
 
 def _versions(client: "MlflowClient", name: str) -> list["ModelVersion"]:
@@ -156,27 +146,25 @@ def show_model(settings: Settings, name: str) -> RegisteredModelInfo:
 
 def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo:
     """A version by number ("3") or alias ("champion" / "@champion")."""
-    from mlflow.exceptions import MlflowException
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     client = _client(settings)
     rm = _get_model(client, name)
     ref = str(version).strip()
-    try:
+    known = ", ".join(f"@{a}" for a in sorted(rm.aliases or {})) or "none"
+    missing = f"model {rm.name!r} has no version {ref!r} (aliases: {known})"
+    with mlflow_adapter.errors(not_found=missing):
         if ref.isdigit():
             return _version_info(client.get_model_version(rm.name, ref))
         alias = ref.removeprefix("@")
         if alias in (rm.aliases or {}):
             return _version_info(client.get_model_version_by_alias(rm.name, alias))
-    except MlflowException as exc:
-        if not _not_found(exc):
-            raise
-    known = ", ".join(f"@{a}" for a in sorted(rm.aliases or {})) or "none"
-    raise NotFoundError(f"model {rm.name!r} has no version {ref!r} (aliases: {known})")
+    raise NotFoundError(missing)
 
 
 def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:
     """Point `alias` at `version` of model `name` (moving it from any other version)."""
-    from mlflow.exceptions import MlflowException
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     alias = (alias or "").strip().removeprefix("@")
     if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
@@ -188,12 +176,8 @@ def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVer
         raise UserInputError(f"version {version!r}: expected a version number (1, 2, ...)")
     target = get_version(settings, name, str(version).strip())
     client = _client(settings)
-    try:
+    with mlflow_adapter.errors(invalid=f"alias {alias!r}"):
         client.set_registered_model_alias(target.name, alias, target.version)
-    except MlflowException as exc:
-        if exc.error_code == "INVALID_PARAMETER_VALUE":
-            raise UserInputError(f"alias {alias!r}: {exc.message}") from None
-        raise
     return _version_info(client.get_model_version(target.name, target.version))
 
 
@@ -202,29 +186,19 @@ def versions_of_run(settings: Settings, run_id: str) -> list[ModelVersionInfo]:
     return [_version_info(mv) for mv in client.search_model_versions(f"run_id = '{run_id}'")]
 
 
-def ensure_registered(
-    settings: Settings, run_id: str, model_name: str, tags: dict[str, str], wait_seconds: float = 60.0
-) -> ModelVersionInfo:
-    """The version of `model_name` trained by `run_id`: registered from `runs:/<run_id>/model`
-    if the trainer did not, with lineage `tags` (run_id, dataset_id, version_hash) added where
-    missing. Raises if the run logged no model."""
-    import mlflow
-
-    from miniautoml.adapters import mlflow as mlflow_adapter
-
+def registered_version(
+    settings: Settings, run_id: str, model_name: str, wait_seconds: float = 60.0
+) -> ModelVersionInfo | None:
+    """The version of `model_name` that run `run_id` registered (the trainer registers it and
+    writes its lineage tags; see training_code/train.py), once it is no longer pending; None if
+    the run registered none."""
     client = _client(settings)
     mine = [mv for mv in client.search_model_versions(f"run_id = '{run_id}'") if mv.name == model_name]
-    if mine:
-        mv = max(mine, key=lambda v: int(v.version))
-    else:
-        mlflow_adapter.configure(settings)
-        mv = mlflow.register_model(f"runs:/{run_id}/model", model_name, await_registration_for=int(wait_seconds))
+    if not mine:
+        return None
+    mv = max(mine, key=lambda v: int(v.version))
     deadline = time.monotonic() + wait_seconds
     while mv.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
         time.sleep(0.2)
         mv = client.get_model_version(model_name, mv.version)
-    existing = dict(mv.tags or {})
-    for key, value in tags.items():
-        if value and not existing.get(key):
-            client.set_model_version_tag(model_name, mv.version, key, value)
-    return _version_info(client.get_model_version(model_name, mv.version))
+    return _version_info(mv)

@@ -10,13 +10,13 @@ when the trainer's `code_dirty` tag says the code differed from that commit).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from miniautoml.config import Settings
 from miniautoml.errors import NotFoundError
+from miniautoml.ids import RUN_ID_RE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,8 +27,7 @@ EPOCHS_ARTIFACT = "epochs.json"  # {"epochs": [{"epoch", "start_time", "end_time
 _PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 RUN_LEVEL_METRICS = frozenset({"best_val_accuracy", "best_epoch", "epochs_trained", "train_seconds"})
 MESSAGE_TAG = "miniautoml.message"
-LAUNCHED_AT_TAG = "miniautoml.launched_at"
-_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+LAUNCHED_AT_TAG = "miniautoml.launched_at"  # ms since epoch, on runs of older jobs (now in the job record)
 
 
 @dataclass
@@ -92,17 +91,13 @@ def _client(settings: Settings) -> "MlflowClient":
 
 
 def get_run(settings: Settings, run_id: str) -> "Run":
-    from mlflow.exceptions import MlflowException
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     run_id = (run_id or "").strip()
-    if not _RUN_ID_RE.match(run_id):
+    if not RUN_ID_RE.match(run_id):
         raise NotFoundError(f"run {run_id!r} not found (a run id is 32 hex characters)")
-    try:
+    with mlflow_adapter.errors(not_found=f"run {run_id!r} not found", invalid_is_not_found=True):
         run = _client(settings).get_run(run_id)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
-            raise NotFoundError(f"run {run_id!r} not found") from None
-        raise
     if run.info.lifecycle_stage == "deleted":
         raise NotFoundError(f"run {run_id!r} not found (deleted)")
     return run
@@ -181,16 +176,23 @@ def _code_version(tags: dict[str, str]) -> str | None:
     return f"{commit}-dirty" if tags.get("code_dirty") == "true" else commit
 
 
+def _start_time(settings: Settings, run: "Run") -> str | None:
+    """A job's run starts (in MLflow's eyes) when it is queued; its training starts at launch,
+    which the job's local record keeps (older runs: a tag)."""
+    from miniautoml.jobs import store
+
+    launched = store.read_record(settings, run.info.run_id).get(store.LAUNCHED_AT)
+    return launched or _iso_ms(run.data.tags.get(LAUNCHED_AT_TAG) or run.info.start_time)
+
+
 def show_run(settings: Settings, run_id: str) -> RunInfo:
     """The book's run_info of a training run: times, outcome, lineage and per-epoch metrics."""
     client = _client(settings)
     run = get_run(settings, run_id)
     info, tags = run.info, run.data.tags
-    # A job's run starts (in MLflow's eyes) when it is queued; its training starts at launch.
-    start_ms = tags.get(LAUNCHED_AT_TAG) or info.start_time
     ended = info.status in ("FINISHED", "FAILED", "KILLED")
     return RunInfo(
-        start_time=_iso_ms(start_ms),
+        start_time=_start_time(settings, run),
         end_time=_iso_ms(info.end_time) if ended else None,
         success=_success(info.status),
         message=tags.get(MESSAGE_TAG) or _default_message(info.status),
@@ -218,7 +220,7 @@ def list_runs(settings: Settings, limit: int = 50) -> list[RunSummary]:
             run_id=r.info.run_id,
             run_name=r.info.run_name or "",
             status=r.info.status,
-            start_time=_iso_ms(r.data.tags.get(LAUNCHED_AT_TAG) or r.info.start_time),
+            start_time=_start_time(settings, r),
             end_time=_iso_ms(r.info.end_time) if r.info.status in ("FINISHED", "FAILED", "KILLED") else None,
             message=r.data.tags.get(MESSAGE_TAG) or _default_message(r.info.status),
             dataset_id=r.data.tags.get("dataset_id") or None,

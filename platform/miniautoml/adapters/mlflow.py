@@ -1,42 +1,154 @@
-"""MLflow tracking/registry wiring for a workspace."""
+"""The one MLflow boundary: configures MLflow for a workspace, owns the client, maps MLflow errors.
+
+Services get a `Tracking` for their settings (`tracking(settings)`, built once per settings
+object and cached) and run MLflow calls under `errors(...)`, which turns MLflow's exceptions into
+ours (NotFoundError, UserInputError). Only this module (and training_code, the MLflow-side code)
+imports mlflow.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from miniautoml.config import Settings
+from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.ids import RUN_ID, RUN_ID_RE  # noqa: F401  (re-exported: run ids are MLflow's)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 EXPERIMENT = "miniautoml"
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+INVALID_CODE = "INVALID_PARAMETER_VALUE"
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """A workspace's MLflow: tracking and registry URIs, artifact root, S3 environment."""
+
+    tracking_uri: str
+    registry_uri: str
+    artifact_root: str | None
+    state_dir: Path
+    s3_env: tuple[tuple[str, str], ...] = ()
+    _client: list = field(default_factory=list, repr=False, compare=False)  # the one client, once made
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Tracking":
+        return cls(
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.tracking_uri,
+            artifact_root=settings.artifact_root,
+            state_dir=settings.state_dir,
+            s3_env=tuple(sorted(settings.storage.s3_env().items())),
+        )
+
+    @property
+    def client(self) -> "MlflowClient":
+        if not self._client:
+            from mlflow import MlflowClient
+
+            self._client.append(MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri))
+        return self._client[0]
+
+    def activate(self) -> None:
+        """Point this process's MLflow (fluent API, `runs:/` URIs, S3 artifact client) here.
+
+        Done when the tracking is first made, and again only when the process switches between
+        workspaces (see `tracking`)."""
+        import mlflow
+
+        global _active
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.update(dict(self.s3_env))
+        # MLflow also exports these URIs to os.environ for child processes. Left there, every later
+        # load_settings() in this process (say, of another workspace) would read them back as the
+        # user's choice; our children get the URI from Settings.tool_env() instead.
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _active = self
+
+
+_active: Tracking | None = None
+
+
+@functools.lru_cache(maxsize=32)
+def _tracking(settings: Settings) -> Tracking:
+    return Tracking.from_settings(settings)
+
+
+def tracking(settings: Settings) -> Tracking:
+    """The workspace's MLflow, configured: once per settings, again only on a workspace switch."""
+    found = _tracking(settings)
+    if _active is not found:
+        found.activate()
+    return found
 
 
 def configure(settings: Settings) -> None:
-    """Point this process's MLflow (and its S3 artifact client) at the workspace's stores."""
-    import mlflow
-
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.update(settings.storage.s3_env())
-    # MLflow also exports these URIs to os.environ for child processes. Left there, every later
-    # load_settings() in this process (say, of another workspace) would read them back as the
-    # user's choice; our children get the URI from Settings.tool_env() instead.
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    """Point this process's MLflow (and its S3 artifact client) at the workspace's stores now:
+    for MLflow's fluent API (`mlflow.start_run`, `runs:/` URIs), whatever set them since."""
+    _tracking(settings).activate()
 
 
 def client(settings: Settings) -> "MlflowClient":
-    from mlflow import MlflowClient
+    return tracking(settings).client
 
-    configure(settings)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+@contextmanager
+def errors(not_found: str | None = None, invalid: str | None = None, *, invalid_is_not_found: bool = False) -> Iterator[None]:
+    """MLflow's errors as ours, in one place: a missing resource -> NotFoundError(`not_found`)
+    (also a malformed id with `invalid_is_not_found`); a rejected value -> UserInputError
+    ("`invalid`: MLflow's reason"). Anything else propagates."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        code = exc.error_code
+        missing = code in NOT_FOUND_CODES or (invalid_is_not_found and code == INVALID_CODE)
+        if not_found is not None and missing:
+            raise NotFoundError(not_found) from None
+        if invalid is not None and code == INVALID_CODE:
+            raise UserInputError(f"{invalid}: {exc.message}") from None
+        raise
+
+
+def set_tags(client: "MlflowClient", run_id: str, tags: Mapping[str, Any]) -> None:
+    """Set several run tags in one request."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def run_view(include_deleted: bool = False) -> int:
+    """The `run_view_type` of a search: active runs, or all with `include_deleted`."""
+    from mlflow.entities import ViewType
+
+    return ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
+
+
+def load_python_model(settings: Settings | None, model_uri: str, missing: str) -> Any:
+    """The unwrapped python model of the MLflow pyfunc model at `model_uri`;
+    NotFoundError(`missing`) when there is none. `settings` None: the process is configured."""
+    import mlflow.pyfunc
+
+    if settings is not None:
+        configure(settings)
+    with errors(not_found=missing):
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
 def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:

@@ -90,8 +90,9 @@ def prepare(ctx: click.Context, dataset_ref: str, commit: str | None, tags: tupl
 def fetch(ctx: click.Context, dataset_ref: str, version_hash: str) -> None:
     """The snapshot VERSION_HASH of DATASET on local disk (pulled if needed)."""
     from miniautoml.datasets import fetch_snapshot
+    from miniautoml.datasets.version_hash import parse
 
-    emit(fetch_snapshot(settings_of(ctx), dataset_ref, version_hash, progress=info))
+    emit(fetch_snapshot(settings_of(ctx), dataset_ref, parse(version_hash), progress=info))
 
 
 commands = {"dataset": dataset}

@@ -1,4 +1,4 @@
-"""`miniautoml` entry point. Command groups load lazily so `--help` stays fast."""
+"""`miniautoml` entry point: command groups loaded lazily (so `--help` stays fast), errors as one line."""
 
 from __future__ import annotations
 
@@ -35,10 +35,13 @@ class LazyGroup(click.Group):
         module_name = GROUPS.get(name)
         if module_name is None:
             return None
+        qualified = f"miniautoml.cli.{module_name}"
         try:
-            module = importlib.import_module(f"miniautoml.cli.{module_name}")
-        except ModuleNotFoundError:
-            return None  # the command group is not built yet
+            module = importlib.import_module(qualified)
+        except ModuleNotFoundError as exc:
+            if exc.name == qualified:
+                return None  # our command module itself is missing: "No such command"
+            raise  # a real import error inside it (or a missing dependency) is shown as such
         return getattr(module, "commands")[name]
 
 

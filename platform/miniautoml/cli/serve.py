@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from miniautoml.cli.common import settings_of
@@ -23,12 +21,12 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None, bento: 
     Knobs: MINIAUTOML_MODEL_CACHE_SIZE, MINIAUTOML_ALIAS_REFRESH_SECONDS, MINIAUTOML_BATCHING,
     MINIAUTOML_MAX_DOCUMENT_CHARS, ... (see miniautoml.serving.ServingOptions).
     """
+    from miniautoml import processes
     from miniautoml.serving import server_launch
 
     launch = server_launch(settings_of(ctx), host=host, port=port, workers=workers, bento=bento)
     info(f"serving {'bento ' + bento if bento else 'the model registry'} on http://{host}:{port}")
-    os.chdir(launch.cwd)
-    os.execve(launch.argv[0], launch.argv, {**os.environ, **launch.env})
+    processes.exec_command(launch)
 
 
 @click.command("predict")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from miniautoml.cli.common import parse_pairs, settings_of
 from miniautoml.cli.output import emit, info
 from miniautoml.errors import UserInputError
+
+if TYPE_CHECKING:
+    from miniautoml.datasets.version_hash import VersionHash
 
 
 @click.group("train")
@@ -65,18 +69,27 @@ def _wait(ctx: click.Context, job_id: str, timeout: float | None):  # type: igno
         progress.close()
 
 
-def _read_snapshot(path: str, dataset_id: str | None, version_hash: str | None) -> tuple[str, str]:
+def _read_snapshot(path: str, dataset_id: str | None, version_hash: str | None) -> tuple[str, "VersionHash"]:
+    """`dataset_id` and the parsed `version_hash` of a `dataset prepare` JSON file."""
     import json
+
+    from miniautoml.datasets.version_hash import parse as parse_version_hash
 
     if dataset_id or version_hash:
         raise UserInputError("--snapshot replaces --dataset/--version-hash: give one or the other")
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-        return str(record["dataset_id"]), str(record["version_hash"])
+        dataset_id, text = str(record["dataset_id"]), record["version_hash"]
+        if not isinstance(text, str):
+            raise TypeError("version_hash is not a string")
     except FileNotFoundError:
         raise UserInputError(f"{path}: file not found") from None
     except (ValueError, KeyError, TypeError):
         raise UserInputError(f"{path}: not a `dataset prepare` JSON (needs dataset_id and version_hash)") from None
+    try:
+        return dataset_id, parse_version_hash(text)
+    except UserInputError as exc:
+        raise UserInputError(f"{path}: {exc}") from None
 
 
 @train.command("submit")
@@ -97,12 +110,17 @@ def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None,
            model_name: str | None, algorithm: str, params: tuple[str, ...], data_path: str | None, wait_: bool,
            timeout: float | None) -> None:
     """Queue a training job; prints {"job_id": ...}."""
+    from miniautoml.datasets.version_hash import parse as parse_version_hash
     from miniautoml.jobs import submit_job
 
+    vhash: VersionHash | None = None
     if snapshot_file:
-        dataset_id, version_hash = _read_snapshot(snapshot_file, dataset_id, version_hash)
+        dataset_id, vhash = _read_snapshot(snapshot_file, dataset_id, version_hash)
+    elif version_hash and version_hash.strip():
+        vhash = parse_version_hash(version_hash)  # parsed here, once: a malformed hash stops before a job
     job_id = submit_job(
-        settings_of(ctx), model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
+        settings_of(ctx), model_name=model_name, dataset_id=dataset_id,
+        version_hash=str(vhash) if vhash is not None else version_hash,
         algorithm=algorithm, params=parse_pairs(params, "-P"), data_path=data_path,
     )
     if not wait_:

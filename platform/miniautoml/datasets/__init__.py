@@ -16,13 +16,14 @@ from miniautoml.datasets.service import (
     show_dataset,
     update_dataset,
 )
-from miniautoml.datasets.version_hash import version_hash
+from miniautoml.datasets.version_hash import VersionHash, version_hash
 
 __all__ = [
     "CommitInfo",
     "DatasetSummary",
     "DatasetType",
     "SnapshotVersion",
+    "VersionHash",
     "VersionedSnapshot",
     "create_dataset",
     "delete_dataset",

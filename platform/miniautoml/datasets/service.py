@@ -21,7 +21,7 @@ from miniautoml.datasets.records import (
     SnapshotVersion,
     VersionedSnapshot,
 )
-from miniautoml.datasets.version_hash import commit_ids, dirname, version_hash
+from miniautoml.datasets.version_hash import VersionHash, parse
 from miniautoml.errors import NotFoundError, UserInputError, shown
 from miniautoml.faults import crash_point
 from miniautoml.workspace import ensure_workspace, locked
@@ -206,14 +206,14 @@ def _select(meta: dict, commit: str | int | None, tags: dict[str, str]) -> list[
     return selected
 
 
-def _snapshot_version(meta: dict, vhash: str, selected: list[dict]) -> SnapshotVersion:
+def _snapshot_version(meta: dict, vhash: VersionHash, selected: list[dict]) -> SnapshotVersion:
     return SnapshotVersion(
         dataset_id=meta["dataset_id"],
         name=meta["name"],
         description=meta["description"],
         dataset_type=meta["dataset_type"],
         last_updated_at=meta["last_updated_at"],
-        version_hash=vhash,
+        version_hash=str(vhash),
         commits=[CommitInfo(**c) for c in selected],
     )
 
@@ -227,22 +227,22 @@ def _ensure_local(settings: Settings, dirs: list[Path], progress: Progress) -> N
             dvc.pull(repo, [d.with_name(d.name + ".dvc") for d in missing])
 
 
-def _build_snapshot(settings: Settings, dataset: str, vhash: str, progress: Progress) -> dict:
+def _build_snapshot(settings: Settings, dataset: str, vhash: VersionHash, progress: Progress) -> dict:
     """Merge and store the snapshot of `vhash` unless it exists; returns its metadata."""
     ensure_workspace(settings)
     with locked(settings):
         store.repair(settings)
         meta = store.resolve(settings, dataset)
-        if vhash in meta.get("snapshots", {}):
+        if vhash.text in meta.get("snapshots", {}):
             return meta
         by_id = {int(c["commit_id"]): c for c in meta["commits"]}
-        ids = commit_ids(vhash)
+        ids = vhash.commits
         for cid in ids:
             if cid not in by_id:
-                raise NotFoundError(f"version hash {shown(vhash)} selects commit {cid}, which dataset {meta['dataset_id']} does not have")
+                raise NotFoundError(f"version hash {shown(vhash.text)} selects commit {cid}, which dataset {meta['dataset_id']} does not have")
         commits = [by_id[i] for i in ids]
         commit_dirs = [settings.workspace / c["path"] for c in commits]
-        sdir = store.dataset_dir(settings, meta["dataset_id"]) / "snapshots" / dirname(vhash)
+        sdir = store.dataset_dir(settings, meta["dataset_id"]) / "snapshots" / vhash.dirname
         try:
             _ensure_local(settings, commit_dirs, progress)
             progress(f"merging {len(commits)} commit(s) into snapshot {vhash}")
@@ -252,10 +252,10 @@ def _build_snapshot(settings: Settings, dataset: str, vhash: str, progress: Prog
                 sdir,
             )
             md5 = _track_and_push(settings, sdir, progress)
-            meta.setdefault("snapshots", {})[vhash] = {
-                "version_hash": vhash,
+            meta.setdefault("snapshots", {})[vhash.text] = {
+                "version_hash": vhash.text,
                 "commits": [c["commit_id"] for c in commits],
-                "dirname": dirname(vhash),
+                "dirname": vhash.dirname,
                 "path": str(sdir.relative_to(settings.workspace)),
                 "parts": parts,
                 "statistics": statistics,
@@ -280,30 +280,30 @@ def prepare_snapshot(
     """Select commits 1..`commit` carrying every tag, name the selection, build its snapshot."""
     meta = store.resolve(settings, dataset)
     selected = _select(meta, commit, tags or {})
-    vhash = version_hash(int(c["commit_id"]) for c in selected)
-    if selected and vhash not in meta.get("snapshots", {}):
+    vhash = VersionHash.of(int(c["commit_id"]) for c in selected)
+    if selected and vhash.text not in meta.get("snapshots", {}):
         meta = _build_snapshot(settings, dataset, vhash, progress)
     return _snapshot_version(meta, vhash, selected)
 
 
 def fetch_snapshot(
-    settings: Settings, dataset: str, version_hash: str, progress: Progress = _noop
+    settings: Settings, dataset: str, version_hash: str | VersionHash, progress: Progress = _noop
 ) -> VersionedSnapshot:
-    """The snapshot named by `version_hash`, on local disk (pulled from the remote if needed)."""
-    version_hash = version_hash.strip()
+    """The snapshot named by `version_hash` (text, or parsed), on local disk (pulled from the
+    remote if needed)."""
+    vhash = version_hash if isinstance(version_hash, VersionHash) else parse(version_hash)
     meta = store.resolve(settings, dataset)
-    ids = commit_ids(version_hash)
-    if not ids:
-        raise UserInputError(f"version hash {shown(version_hash)} selects no commits: nothing to fetch")
-    snap = meta.get("snapshots", {}).get(version_hash)
+    if not vhash.commits:
+        raise UserInputError(f"version hash {shown(vhash.text)} selects no commits: nothing to fetch")
+    snap = meta.get("snapshots", {}).get(vhash.text)
     if snap is None:
-        meta = _build_snapshot(settings, dataset, version_hash, progress)
-        snap = meta["snapshots"][version_hash]
+        meta = _build_snapshot(settings, dataset, vhash, progress)
+        snap = meta["snapshots"][vhash.text]
     sdir = settings.workspace / snap["path"]
     _ensure_local(settings, [sdir], progress)
     return VersionedSnapshot(
         dataset_id=meta["dataset_id"],
-        version_hash=version_hash,
+        version_hash=vhash.text,
         state="READY",
         parts=snap["parts"],
         root=str(sdir),

@@ -9,15 +9,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from miniautoml.adapters import git
 from miniautoml.config import Settings
 from miniautoml.errors import NotFoundError, UserInputError, shown
+from miniautoml.files import atomic_write_json
 
 DATASETS_DIR = "data/datasets"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
@@ -33,12 +32,7 @@ def dataset_dir(settings: Settings, dataset_id: str) -> Path:
 
 def write_json(path: Path, obj: object) -> None:
     """Atomic write: a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
 
 
 def read_json(path: Path) -> dict:

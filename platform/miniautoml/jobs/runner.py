@@ -194,10 +194,9 @@ exit "$status"
 def _trainer_wrapper(settings: Settings) -> Path:
     path = store.logs_dir(settings) / "trainer-python.sh"
     if not path.is_file() or path.read_text() != _WRAPPER:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(_WRAPPER)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
+        from miniautoml.files import atomic_write_text
+
+        atomic_write_text(path, _WRAPPER, mode=0o755)
     return path
 
 
@@ -223,11 +222,11 @@ class Runner:
     def claim_next(self) -> "Run | None":
         with store.queue_lock(self.settings):
             for run in store.queued(self.client, self.experiment_id):
-                store.set_tags(self.client, run.info.run_id, {
-                    store.STATE: store.STATE_LAUNCH,
-                    store.RUNNER: self.me.encode(),
-                    store.LAUNCHED_AT: str(store.now_ms()),
+                # The record first: a claimed job without a runner in it would look hand-made.
+                store.update_record(self.settings, run.info.run_id, **{
+                    store.RUNNER: self.me.encode(), store.LAUNCHED_AT: store.now_iso(),
                 })
+                store.set_tags(self.client, run.info.run_id, {store.STATE: store.STATE_LAUNCH})
                 return self.client.get_run(run.info.run_id)
         return None
 
@@ -235,9 +234,9 @@ class Runner:
         """Jobs left launched/running by a runner that died: mark them failed."""
         for status in ("RUNNING", "SCHEDULED"):
             for run in store.search_jobs(self.client, self.experiment_id, f"attributes.status = '{status}'"):
-                if store.orphaned(run):
+                if store.orphaned(self.settings, run):
                     log.warning("job %s: runner died; marking it failed", run.info.run_id)
-                    store.mark_orphan_failed(self.client, run)
+                    store.mark_orphan_failed(self.settings, self.client, run)
 
     # -- jobs whose runner died ----------------------------------------------------------------
     def adopt_abandoned(self) -> int:
@@ -249,7 +248,7 @@ class Runner:
         for run in launched:
             if self.stop_signal is not None:
                 break
-            if not store.abandoned(run) or store.orphaned(run):
+            if not store.abandoned(self.settings, run) or store.orphaned(self.settings, run):
                 continue  # alive elsewhere, or for reconcile_orphans
             claimed = claim_abandoned(self.settings, self.client, run.info.run_id, self.me)
             if claimed is None:
@@ -263,7 +262,8 @@ class Runner:
         """Wait for a job launched by another (dead) runner, honouring cancel and stop like
         `run_job`, then finalise it. Returns the MLflow status."""
         run_id = run.info.run_id
-        ref = ProcessRef.decode(run.data.tags.get(store.PROCESS))
+        record = store.read_record(self.settings, run_id)
+        ref = ProcessRef.decode(record.get(store.PROCESS))
         stopped_by_runner = False
         if ref is not None and ref.alive() is True:  # seen alive: its group id is not yet anyone else's
             stopped_by_runner = self._watch(run_id, Process(ref, name=f"job {run_id}"))
@@ -275,7 +275,7 @@ class Runner:
         # `mlflow run`'s own exit code died with its runner: FINISHED means it exited 0.
         mlflow_status = self.client.get_run(run_id).info.status
         rc = 0 if mlflow_status == "FINISHED" and not stopped_by_runner else 1
-        err_path = Path(run.data.tags.get(store.LOG_STDERR) or logs / f"{run_id}.err.log")
+        err_path = Path(record.get(store.LOG_STDERR) or logs / f"{run_id}.err.log")
         return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
 
     # -- one job -------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ class Runner:
             job = spawn(command, log=out_path, err_log=err_path, name=f"job {run_id}")
         except OSError as exc:
             return self.fail(run_id, f"could not start mlflow run: {exc}")
-        store.set_tags(self.client, run_id, {
+        store.update_record(self.settings, run_id, **{
             store.PROCESS: job.ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
         })
         stopped_by_runner = self._watch(run_id, job)
@@ -343,19 +343,20 @@ class Runner:
             if status != "FINISHED":
                 self.client.set_terminated(run_id, "FINISHED")
             model_name = tags.get(store.MODEL_NAME)
-            if model_name:
-                try:
-                    from miniautoml import registry
+            if model_name:  # the trainer registers the model; the job record names the version
+                from miniautoml import registry
 
-                    version = registry.ensure_registered(
-                        self.settings, run_id, model_name,
-                        {"run_id": run_id, "dataset_id": tags.get(store.DATASET_ID, ""),
-                         "version_hash": tags.get(store.VERSION_HASH, "")},
-                    )
-                    final[store.MODEL_VERSION] = version.version
+                try:
+                    version = registry.registered_version(self.settings, run_id, model_name)
                 except Exception as exc:  # the job's contract includes the registered model
-                    log.exception("job %s: registering the model failed", run_id)
-                    final[store.MESSAGE] = f"training finished but registering model {model_name!r} failed: {exc}"
+                    log.exception("job %s: reading the model version failed", run_id)
+                    version, problem = None, f"could not read the registered version of {model_name!r}: {exc}"
+                else:
+                    problem = f"training finished but registered no version of model {model_name!r}"
+                if version is not None:
+                    final[store.MODEL_VERSION] = version.version
+                else:
+                    final[store.MESSAGE] = problem
                     self.client.set_terminated(run_id, "FAILED")
             status = "FINISHED" if store.MESSAGE not in final else "FAILED"
         else:
@@ -370,6 +371,7 @@ class Runner:
             final[store.MESSAGE] = message
             status = target
         self._attach_logs(run_id, err_path)
+        store.log_record(self.settings, self.client, run_id, exit_code=rc, trainer_status=trainer_status)
         final[store.STATE] = store.STATE_DONE
         store.set_tags(self.client, run_id, final)
         log.info("job %s: %s (exit code %s)", run_id, status, rc)
@@ -387,6 +389,7 @@ class Runner:
         log.warning("job %s: %s", run_id, message)
         store.set_tags(self.client, run_id, {store.MESSAGE: message, store.STATE: store.STATE_DONE})
         self.client.set_terminated(run_id, status)
+        store.log_record(self.settings, self.client, run_id)
         return status
 
     def _attach_logs(self, run_id: str, err_path: Path) -> None:
@@ -441,10 +444,10 @@ def claim_abandoned(settings: Settings, client: "MlflowClient", run_id: str, me:
     """Make `me` the runner of a job whose runner died; None if it is not abandoned (any more)."""
     with store.queue_lock(settings):
         run = client.get_run(run_id)
-        if not store.abandoned(run):
+        if not store.abandoned(settings, run):
             return None
-        store.set_tags(client, run_id, {store.RUNNER: me.encode()})
-        return client.get_run(run_id)
+        store.update_record(settings, run_id, **{store.RUNNER: me.encode()})
+        return run
 
 
 def finalise_abandoned(settings: Settings, run: "Run") -> "Run":

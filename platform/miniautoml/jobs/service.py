@@ -255,17 +255,22 @@ def _reconcile(settings: Settings, client: "MlflowClient", run):  # type: ignore
     """The run with what a dead runner left unrecorded recorded: a job that died with its runner
     is marked failed; one that ended on its own after its runner died is finalised (model
     version, exit code) here. One still training after its runner died needs a runner."""
-    if store.orphaned(run):
-        return store.mark_orphan_failed(client, run)
-    if store.abandoned(run) and run.info.status in store.MLFLOW_TERMINAL and not store.job_process_alive(run):
+    if store.orphaned(settings, run):
+        return store.mark_orphan_failed(settings, client, run)
+    if store.abandoned(settings, run) and run.info.status in store.MLFLOW_TERMINAL and not store.job_process_alive(settings, run):
         return runner_mod.finalise_abandoned(settings, run)
     return run
 
 
-def _needs_runner(run) -> bool:  # type: ignore[no-untyped-def]
+def _needs_runner(settings: Settings, run) -> bool:  # type: ignore[no-untyped-def]
     """Queued, or still training after its runner died (a new runner adopts it)."""
     queuing = run.info.status == "SCHEDULED" and run.data.tags.get(store.STATE) != store.STATE_LAUNCH
-    return queuing or store.abandoned(run)
+    return queuing or store.abandoned(settings, run)
+
+
+def _status(settings: Settings, run, queue=None) -> JobStatus:  # type: ignore[no-untyped-def]
+    """The job's status, with how it runs here (processes, logs) from its local record."""
+    return store.derive_status(run, queue, store.read_record(settings, run.info.run_id))
 
 
 def _revive_runner(settings: Settings) -> None:
@@ -283,9 +288,9 @@ def job_status(settings: Settings, job_id: str) -> JobStatus:
     client, experiment_id = _client(settings)
     run = _reconciled(settings, client, job_id)
     queue = store.queued(client, experiment_id) if run.info.status == "SCHEDULED" else None
-    if _needs_runner(run):
+    if _needs_runner(settings, run):
         _revive_runner(settings)
-    return store.derive_status(run, queue)
+    return _status(settings, run, queue)
 
 
 def list_jobs(settings: Settings, status: str | None = None, limit: int | None = 50) -> list[JobStatus]:
@@ -299,8 +304,8 @@ def list_jobs(settings: Settings, status: str | None = None, limit: int | None =
     jobs, revive = [], bool(queue)
     for run in runs:
         run = _reconcile(settings, client, run)
-        revive = revive or _needs_runner(run)
-        job = store.derive_status(run, queue)
+        revive = revive or _needs_runner(settings, run)
+        job = _status(settings, run, queue)
         if status is None or job.status == status:
             jobs.append(job)
     if revive:
@@ -333,16 +338,16 @@ def wait_job(
         if on_epoch is not None:
             for epoch in epochs.read(run):
                 on_epoch(epoch)
-        if store.finalised(run):
-            job = store.derive_status(run)
+        if store.finalised(settings, run):
+            job = _status(settings, run)
             if raise_on_failure and job.status == store.FAILURE:
                 raise JobFailedError(f"job {job_id} failed: {job.message}")
             return job
-        if _needs_runner(run) and time.monotonic() - checked_runner > 5.0:
+        if _needs_runner(settings, run) and time.monotonic() - checked_runner > 5.0:
             checked_runner = time.monotonic()
             runner_mod.ensure_runner(settings)
         if deadline is not None and time.monotonic() >= deadline:
-            job = store.derive_status(run)
+            job = _status(settings, run)
             raise JobTimeoutError(f"job {job_id} still {job.status} after {timeout:g}s; it goes on")
         time.sleep(poll)
 
@@ -353,21 +358,20 @@ def cancel_job(settings: Settings, job_id: str) -> JobStatus:
     client, experiment_id = _client(settings)
     with store.queue_lock(settings):
         run = _reconciled(settings, client, job_id)
-        job = store.derive_status(run)
+        job = _status(settings, run)
         if job.terminal:
             raise UserInputError(f"job {job_id} already ended ({job.status}); nothing to cancel")
         store.set_tags(client, job_id, {store.CANCEL: "1"})
         if job.status == store.QUEUING:
             store.set_tags(client, job_id, {store.MESSAGE: "cancelled before launch", store.STATE: store.STATE_DONE})
             client.set_terminated(job_id, "KILLED")
-            return store.derive_status(client.get_run(job_id))
-    # Re-read after tagging: a runner that launched the job after our first read either saw the
-    # tag, or tagged the process before we look here.
-    run = client.get_run(job_id)
-    process = ProcessRef.decode(run.data.tags.get(store.PROCESS))
+            return _status(settings, client.get_run(job_id))
+    # Read the record after tagging: a runner that launched the job after our first read either
+    # saw the tag, or recorded the process before we look here.
+    process = ProcessRef.decode(store.read_record(settings, job_id).get(store.PROCESS))
     if process is not None:
         process.kill_group()  # here and now; a runner on another host stops it on its next poll
-    return store.derive_status(client.get_run(job_id))
+    return _status(settings, client.get_run(job_id))
 
 
 def stop_runners(settings: Settings, timeout: float = 30.0) -> list[int]:

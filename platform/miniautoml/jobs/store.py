@@ -1,5 +1,9 @@
 """MLflow as the job store: a training job is an MLflow run, its request and state are run tags.
 
+How a job runs here (runner and `mlflow run` processes, log paths, launch time) is no public state:
+it lives in a local record, `<ws>/.miniautoml/jobs/<job_id>.json`, next to the job's logs, and is
+logged with the run as the `job-runner.json` artifact when the job ends.
+
 A queued job is a run with status SCHEDULED; the queue is FIFO by the run's start time (the
 submit time). A runner claims the head by tagging it `launch` under the workspace's queue lock,
 then `mlflow run --run-id` resumes the same run, which turns RUNNING when the trainer starts.
@@ -8,7 +12,6 @@ then `mlflow run --run-id` resumes the same run, which turns RUNNING when the tr
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from miniautoml.config import Settings
 from miniautoml.locks import file_lock
 from miniautoml.errors import NotFoundError
+from miniautoml.ids import RUN_ID_RE
 from miniautoml.processes import ProcessRef
 
 if TYPE_CHECKING:
@@ -35,16 +39,19 @@ DATA_PATH = "miniautoml.data_path"
 DATASET_ID = "dataset_id"  # shared with the trainer, which sets the same values
 VERSION_HASH = "version_hash"
 STATE = "miniautoml.job_state"  # "launch" once a runner claimed it, "done" once it finalised it
-RUNNER = "miniautoml.runner"  # ProcessRef of the runner that claimed the job
-PROCESS = "miniautoml.process"  # ProcessRef of `mlflow run` (leader of the job's process group)
-LAUNCHED_AT = "miniautoml.launched_at"  # ms since epoch
 EXIT_CODE = "miniautoml.exit_code"
 MESSAGE = "miniautoml.message"  # trainer: "test accuracy 0.xxx"; runner: the failure
-LOG_STDOUT = "miniautoml.log.stdout"
-LOG_STDERR = "miniautoml.log.stderr"
 CANCEL = "miniautoml.cancel_requested"
 MODEL_VERSION = "miniautoml.model_version"
 NUMBER = "miniautoml.job_number"  # N of "training job N": the FIFO order (numbered under the queue lock)
+
+# --- the local job record (keys) --------------------------------------------------------------
+RUNNER = "runner"  # ProcessRef of the runner that claimed the job
+PROCESS = "process"  # ProcessRef of `mlflow run` (leader of the job's process group)
+LAUNCHED_AT = "launched_at"  # ISO time the runner claimed it
+LOG_STDOUT = "log_stdout"
+LOG_STDERR = "log_stderr"
+RECORD_ARTIFACT = "job-runner.json"  # the record, logged with the run at its end
 
 STATE_LAUNCH = "launch"
 STATE_DONE = "done"
@@ -55,7 +62,6 @@ TERMINAL = (SUCCEED, FAILURE)
 MLFLOW_TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 JOB_FILTER = f"tags.`{KIND}` = '{KIND_JOB}'"
-_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass
@@ -91,10 +97,38 @@ def logs_dir(settings: Settings) -> Path:
     return path
 
 
-def set_tags(client: "MlflowClient", run_id: str, tags: dict[str, str]) -> None:
-    from mlflow.entities import RunTag
+def record_path(settings: Settings, job_id: str) -> Path:
+    return logs_dir(settings) / f"{job_id}.json"
 
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+def read_record(settings: Settings, job_id: str) -> dict[str, Any]:
+    """The job's local record ({} when this workspace never ran it)."""
+    try:
+        data = json.loads(record_path(settings, job_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def update_record(settings: Settings, job_id: str, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into the job's local record (written atomically); returns the record."""
+    from miniautoml.files import atomic_write_json
+
+    record = {"job_id": job_id, **read_record(settings, job_id), **fields}
+    atomic_write_json(record_path(settings, job_id), record)
+    return record
+
+
+def now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def set_tags(client: "MlflowClient", run_id: str, tags: dict[str, str]) -> None:
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    mlflow_adapter.set_tags(client, run_id, tags)
 
 
 def search_jobs(
@@ -105,7 +139,7 @@ def search_jobs(
     limit: int | None = None,
     include_deleted: bool = False,
 ) -> list["Run"]:
-    from mlflow.entities import ViewType
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     query = JOB_FILTER + (f" and {extra_filter}" if extra_filter else "")
     runs: list[Run] = []
@@ -114,7 +148,7 @@ def search_jobs(
         page = client.search_runs(
             [experiment_id],
             filter_string=query,
-            run_view_type=ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY,
+            run_view_type=mlflow_adapter.run_view(include_deleted),
             max_results=min(limit - len(runs), 1000) if limit else 1000,
             order_by=order_by or ["attributes.start_time ASC"],
             page_token=token,
@@ -140,17 +174,13 @@ def _number(run: "Run") -> int:
 
 
 def get_job_run(client: "MlflowClient", job_id: str) -> "Run":
-    from mlflow.exceptions import MlflowException
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     job_id = (job_id or "").strip()
-    if not _RUN_ID_RE.match(job_id):
+    if not RUN_ID_RE.match(job_id):
         raise NotFoundError(f"job {job_id!r} not found (a job id is a 32-character MLflow run id)")
-    try:
+    with mlflow_adapter.errors(not_found=f"job {job_id!r} not found", invalid_is_not_found=True):
         run = client.get_run(job_id)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            raise NotFoundError(f"job {job_id!r} not found") from None
-        raise
     if run.data.tags.get(KIND) != KIND_JOB:
         raise NotFoundError(f"job {job_id!r} not found (run {job_id} exists but was not submitted as a training job)")
     if run.info.lifecycle_stage == "deleted":
@@ -166,8 +196,8 @@ def _iso(ms: int | str | None) -> str | None:
     return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
-def metadata(run: "Run") -> dict[str, Any]:
-    tags = run.data.tags
+def metadata(run: "Run", record: dict[str, Any] | None = None) -> dict[str, Any]:
+    tags, record = run.data.tags, record or {}
     try:
         params = json.loads(tags.get(PARAMS) or "{}")
     except ValueError:
@@ -184,14 +214,14 @@ def metadata(run: "Run") -> dict[str, Any]:
         "params": params,
         "mlflow_status": run.info.status,
         "submitted_at": _iso(run.info.start_time),
-        "launched_at": _iso(tags.get(LAUNCHED_AT)),
+        "launched_at": record.get(LAUNCHED_AT),
         "ended_at": _iso(run.info.end_time) if run.info.status in MLFLOW_TERMINAL else None,
         "exit_code": int(exit_code) if exit_code not in (None, "") else None,
         "model_version": tags.get(MODEL_VERSION) or None,
         "model_uri": f"runs:/{run.info.run_id}/model",
-        "logs": {"stdout": tags.get(LOG_STDOUT), "stderr": tags.get(LOG_STDERR)},
-        "runner": _proc(tags.get(RUNNER)),
-        "process": _proc(tags.get(PROCESS)),  # `mlflow run`, leader of the job's process group
+        "logs": {"stdout": record.get(LOG_STDOUT), "stderr": record.get(LOG_STDERR)},
+        "runner": _proc(record.get(RUNNER)),
+        "process": _proc(record.get(PROCESS)),  # `mlflow run`, leader of the job's process group
     }
 
 
@@ -200,7 +230,7 @@ def _proc(text: str | None) -> dict[str, Any] | None:
     return None if ref is None else {"pid": ref.pid, "host": ref.host}
 
 
-def derive_status(run: "Run", queue: list["Run"] | None = None) -> JobStatus:
+def derive_status(run: "Run", queue: list["Run"] | None = None, record: dict[str, Any] | None = None) -> JobStatus:
     """MLflow status + tags -> the book's status. SCHEDULED: queuing, or launch once a runner
     claimed it; RUNNING: running; FINISHED: succeed; FAILED/KILLED: failure."""
     info, tags = run.info, run.data.tags
@@ -224,10 +254,10 @@ def derive_status(run: "Run", queue: list["Run"] | None = None) -> JobStatus:
         status = FAILURE
         message = tags.get(MESSAGE) or ("killed" if info.status == "KILLED" else "failed")
     return JobStatus(job_id=info.run_id, status=status, message=message,
-                     position_in_queue=position, metadata=metadata(run))
+                     position_in_queue=position, metadata=metadata(run, record))
 
 
-def finalised(run: "Run") -> bool:
+def finalised(settings: Settings, run: "Run") -> bool:
     """Terminal and nothing left to record: the runner marked it done, or the job never had a
     runner here to do it (created by hand, or claimed on another host). A job whose runner died
     is not: whoever looks at it next records it (see `abandoned`)."""
@@ -235,54 +265,66 @@ def finalised(run: "Run") -> bool:
         return False
     if run.data.tags.get(STATE) == STATE_DONE:
         return True
-    runner = ProcessRef.decode(run.data.tags.get(RUNNER))
+    runner = ProcessRef.decode(read_record(settings, run.info.run_id).get(RUNNER))
     return runner is None or runner.alive() is None
 
 
-def abandoned(run: "Run") -> bool:
+def abandoned(settings: Settings, run: "Run") -> bool:
     """Claimed by a runner that died before it recorded the job's end (model version, exit
     code): its `mlflow run` may still be training, or may have ended on its own."""
-    tags = run.data.tags
-    if tags.get(STATE) != STATE_LAUNCH:
+    if run.data.tags.get(STATE) != STATE_LAUNCH:
         return False
-    runner = ProcessRef.decode(tags.get(RUNNER))
+    runner = ProcessRef.decode(read_record(settings, run.info.run_id).get(RUNNER))
     return runner is not None and runner.alive() is False
 
 
-def job_process_alive(run: "Run") -> bool:
+def job_process_alive(settings: Settings, run: "Run") -> bool:
     """The job's `mlflow run` (leader of its process group) still runs on this host."""
-    process = ProcessRef.decode(run.data.tags.get(PROCESS))
+    process = ProcessRef.decode(read_record(settings, run.info.run_id).get(PROCESS))
     return process is not None and process.alive() is True
 
 
-def orphaned(run: "Run") -> bool:
+def orphaned(settings: Settings, run: "Run") -> bool:
     """Launched or running, but neither its runner nor its `mlflow run` process is alive here."""
     info, tags = run.info, run.data.tags
     if info.status not in ("RUNNING", "SCHEDULED"):
         return False
     if info.status == "SCHEDULED" and tags.get(STATE) != STATE_LAUNCH:
         return False
-    runner = ProcessRef.decode(tags.get(RUNNER))
+    record = read_record(settings, info.run_id)
+    runner = ProcessRef.decode(record.get(RUNNER))
     if runner is None or runner.alive() is not False:
         return False  # never claimed by a runner (created by hand?) or on another host
-    process = ProcessRef.decode(tags.get(PROCESS))
+    process = ProcessRef.decode(record.get(PROCESS))
     return process is None or process.alive() is False
 
 
-def mark_orphan_failed(client: "MlflowClient", run: "Run") -> "Run":
+def mark_orphan_failed(settings: Settings, client: "MlflowClient", run: "Run") -> "Run":
     """Terminal status for a job whose processes died without reporting (e.g. SIGKILLed runner)."""
     from miniautoml.jobs.messages import failure_message
 
-    tags = run.data.tags
-    runner = ProcessRef.decode(tags.get(RUNNER))
+    tags, record = run.data.tags, read_record(settings, run.info.run_id)
+    runner = ProcessRef.decode(record.get(RUNNER))
     if tags.get(CANCEL) == "1":
         message, target = "cancelled by user", "KILLED"
     else:
         where = "before the trainer started" if run.info.status == "SCHEDULED" else "while the job was running"
         message, target = f"the job's runner (pid {runner.pid if runner else '?'}) died {where}", "FAILED"
-        detail = failure_message(None, tags.get(LOG_STDERR))
+        detail = failure_message(None, record.get(LOG_STDERR))
         if detail:
             message += f"; last stderr line: {detail}"
     set_tags(client, run.info.run_id, {MESSAGE: message, STATE: STATE_DONE})
     client.set_terminated(run.info.run_id, target)
+    log_record(settings, client, run.info.run_id)
     return client.get_run(run.info.run_id)
+
+
+def log_record(settings: Settings, client: "MlflowClient", job_id: str, **fields: Any) -> None:
+    """Keep the job's local record with its run (artifact `job-runner.json`), best effort."""
+    record = read_record(settings, job_id) | fields
+    try:
+        client.log_dict(job_id, record, RECORD_ARTIFACT)
+    except Exception as exc:  # a convenience for the run page; never fail the job for it
+        import logging
+
+        logging.getLogger("miniautoml.jobs").warning("job %s: could not upload %s: %s", job_id, RECORD_ARTIFACT, exc)

@@ -18,7 +18,7 @@ import pydantic, starlette or bentoml; this package itself imports neither MLflo
 """
 
 from miniautoml.serving.client import ServerUnavailableError, request_prediction
-from miniautoml.serving.launch import ServerLaunch, server_launch
+from miniautoml.serving.launch import server_launch
 from miniautoml.serving.model_id import MODEL_ID_HELP, MODEL_ID_PATTERN, SPACES, ModelRef, parse_model_id
 from miniautoml.serving.options import ServingOptions
 from miniautoml.serving.pool import AliasChange, LoadedModel, ModelPool, ServedModel, pool_for_workspace
@@ -48,7 +48,6 @@ __all__ = [
     "PythonModel",
     "Resolver",
     "ServedModel",
-    "ServerLaunch",
     "ServerUnavailableError",
     "ServingOptions",
     "StaticResolver",

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from miniautoml.errors import UserInputError
+from miniautoml.processes import Command
 from miniautoml.serving.options import ServingOptions
 
 if TYPE_CHECKING:
     from miniautoml.config import Settings
-
-
-@dataclass(frozen=True)
-class ServerLaunch:
-    argv: list[str]
-    env: dict[str, str]  # to add to the caller's environment
-    cwd: str
 
 
 def server_launch(
@@ -27,8 +20,9 @@ def server_launch(
     port: int = 3000,
     workers: int | None = None,
     bento: str | None = None,
-) -> ServerLaunch:
-    """How to run the prediction server: the registry service in `bentos/`, or a built bento."""
+) -> Command:
+    """How to run the prediction server: the registry service in `bentos/`, or a built bento.
+    The command's `env` is added to the caller's environment."""
     from miniautoml.adapters import bentoml as bentoml_adapter
     from miniautoml.config import PROJECT_ROOT
 
@@ -43,5 +37,5 @@ def server_launch(
     bentos_dir = PROJECT_ROOT / "bentos"
     target = bento or "service:PredictionService"
     argv = bentoml_adapter.serve_command(target, host, port, working_dir=None if bento else bentos_dir)
-    return ServerLaunch(argv=argv, env=env, cwd=str(bentos_dir))
+    return Command(argv=argv, cwd=str(bentos_dir), env=env)
 

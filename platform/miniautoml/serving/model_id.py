@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from miniautoml.errors import UserInputError
+from miniautoml.ids import RUN_ID
 
 # The characters str.strip() removes (str.isspace), spelled out for regular expressions: `\s`
 # means other sets in other engines (JSON-schema validators, test-data generators).
@@ -21,7 +22,7 @@ SPACES = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f
 # declares it as the JSON-schema `pattern` of `model_id` (surrounding whitespace is ignored).
 # A name has no '@' or '/'; a version is 1..999999999 (what the registry's integer column holds).
 _MODEL_ID_FORMS = (
-    r"(?P<run>[0-9a-f]{32})"
+    rf"(?P<run>{RUN_ID})"
     rf"|(?P<alias_name>[^{SPACES}@/][^@/]*)@(?P<alias>[A-Za-z0-9_\-]+)"
     rf"|(?P<version_name>[^{SPACES}@/][^@/]*)/(?P<version>0*[1-9][0-9]{{0,8}})"
 )

@@ -160,18 +160,12 @@ def bento_model_ids(source: ModelSource, built_from: str | None = None) -> list[
 
 def load_python_model(source: ModelSource) -> PythonModel:
     """The unwrapped python model of an MLflow pyfunc model (its fast `predict_texts`)."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     try:
-        pyfunc_model = mlflow.pyfunc.load_model(source.model_uri)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            raise NotFoundError(f"run {source.run_id} has no model at {source.model_uri}") from None
-        raise
+        model = mlflow_adapter.load_python_model(None, source.model_uri, f"run {source.run_id} has no model at {source.model_uri}")
     except OSError as exc:  # artifact files missing on disk
         raise NotFoundError(f"run {source.run_id}: model files not found ({exc})") from None
-    model = pyfunc_model.unwrap_python_model()
     if not callable(getattr(model, "predict_texts", None)):
         raise MiniAutoMLError(
             f"model of run {source.run_id} is a {type(model).__name__} without predict_texts(); "

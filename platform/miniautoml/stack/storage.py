@@ -8,12 +8,12 @@ what was pushed only to the stopped server.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from miniautoml.config import CONFIG_FILE, Settings, StorageSettings, load_settings
 from miniautoml.errors import MiniAutoMLError
+from miniautoml.files import atomic_write_json, atomic_write_text
 
 
 def set_storage_endpoint(settings: Settings, endpoint: str) -> tuple[str | None, bool]:
@@ -31,9 +31,7 @@ def set_storage_endpoint(settings: Settings, endpoint: str) -> tuple[str | None,
         return old, False
     storage["endpoint"] = endpoint  # the endpoint only: keys stay in the environment
     settings.workspace.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, tomlkit.dumps(doc))
     return old, True
 
 
@@ -42,7 +40,7 @@ def restore_config(settings: Settings, old: str | None) -> None:
     if old is None:
         path.unlink(missing_ok=True)
     else:
-        path.write_text(old, encoding="utf-8")
+        atomic_write_text(path, old)
 
 
 def storage_before_path(settings: Settings) -> Path:
@@ -68,9 +66,7 @@ def save_storage_before(settings: Settings, old: str | None, endpoint: str) -> b
     if path.exists():
         return False
     record = {"endpoint": _toml_endpoint(old), "config_existed": old is not None, "set_endpoint": endpoint}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
     return True
 
 
@@ -104,9 +100,7 @@ def _restore_storage(settings: Settings, s3_url: str | None) -> dict:
         if not new_text.strip() and not before.get("config_existed", False):
             path.unlink()
         else:
-            tmp = path.with_suffix(".toml.tmp")
-            tmp.write_text(new_text, encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, new_text)
         out["restored"] = True
     backup_path.unlink(missing_ok=True)
     return out
