@@ -96,10 +96,7 @@ def _load_examples(cfg: Mapping[str, Any], settings: "Settings") -> "Examples":
     from training_code import data
 
     if is_set(cfg.get("dataset_id")):
-        try:
-            examples = data.load_snapshot(settings, str(cfg["dataset_id"]), str(cfg["version_hash"]))
-        except ImportError as exc:
-            raise MiniAutoMLError(f"dataset service unavailable ({exc}); train from data.path instead") from None
+        examples = data.load_snapshot(settings, str(cfg["dataset_id"]), str(cfg["version_hash"]))
     else:
         examples = data.load_csv(cfg["data"]["path"])
     examples = data.sample(examples, int(cfg["data"].get("limit") or 0), int(cfg["seed"]))

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-LINEAGE_TAGS = ("run_id", "dataset_id", "version_hash")
 _ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from miniautoml.config import Settings
 from miniautoml.errors import NotFoundError, UserInputError
-from miniautoml.ids import RUN_ID, RUN_ID_RE  # noqa: F401  (re-exported: run ids are MLflow's)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
 from miniautoml.jobs import runner as runner_mod
+from miniautoml.jobs import slots as slots_mod
 from miniautoml.jobs import store
 from miniautoml.jobs.store import JobStatus
 from miniautoml.processes import ProcessRef
@@ -91,20 +92,16 @@ def _check_params(params: dict[str, str]) -> dict[str, str]:
 def _check_documented(key: str, value: str) -> None:
     """Only the training parameters params/ declares, each with a value of its type: no Hydra
     `+key`/`~key`/`hydra.*` overrides, no NaN/inf (the trainer checks the same again)."""
-    try:
-        from training_code.validation import validate_override
-    except ImportError:  # no training code next to the platform: the trainer will check
-        return
+    from training_code.validation import validate_override
+
     validate_override(key, value)
 
 
 def _check_dataset(settings: Settings, dataset_id: str, version_hash: str) -> str:
     """The dataset's canonical id if the dataset service knows it and the hash's commits exist."""
-    try:
-        from miniautoml.datasets import show_dataset
-        from miniautoml.datasets.version_hash import commit_ids
-    except ImportError:  # the dataset service is not installed: the trainer will check
-        return dataset_id
+    from miniautoml.datasets import show_dataset
+    from miniautoml.datasets.version_hash import commit_ids
+
     summary = show_dataset(settings, dataset_id)  # NotFoundError for an unknown dataset
     wanted = commit_ids(version_hash)  # UserInputError for a malformed hash
     if not wanted:
@@ -135,13 +132,11 @@ def _check_data_path(data_path: str) -> str:
 
 def _check_training_config(request: JobRequest) -> None:
     """Compose the trainer's Hydra config with the request to reject bad parameters up front."""
-    try:
-        from omegaconf import OmegaConf
+    from omegaconf import OmegaConf
 
-        from training_code.train import load_config
-        from training_code.validation import validate_params
-    except ImportError:  # no training code next to the platform: the trainer will check
-        return
+    from training_code.train import load_config
+    from training_code.validation import validate_params
+
     fixed = {
         "dataset_id": request.dataset_id,
         "version_hash": request.version_hash,
@@ -222,7 +217,7 @@ def submit_job(
         settings, model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
         algorithm=algorithm, params=params, data_path=data_path,
     )
-    slots = runner_mod.max_runners(settings) if start_runner else 0  # a bad setting fails before queueing
+    slots = slots_mod.max_runners(settings) if start_runner else 0  # a bad setting fails before queueing
     client, experiment_id = _client(settings)
     tags = {
         store.KIND: store.KIND_JOB,
@@ -379,12 +374,12 @@ def stop_runners(settings: Settings, timeout: float = 30.0) -> list[int]:
     import signal
 
     pids = []
-    for ref in runner_mod.live_runners(settings):
+    for ref in slots_mod.live_runners(settings):
         if ref.pid and ref.alive():
             os.kill(ref.pid, signal.SIGTERM)
             pids.append(ref.pid)
     deadline = time.monotonic() + timeout
-    while runner_mod.live_runners(settings) and time.monotonic() < deadline:
+    while slots_mod.live_runners(settings) and time.monotonic() < deadline:
         time.sleep(0.1)
     return pids
 
