@@ -32,7 +32,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from miniautoml.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
@@ -79,12 +80,6 @@ SERVERS = {
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def base_env(workspace: Path) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from miniautoml.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
@@ -28,12 +29,6 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_moto(workdir: Path) -> tuple[subprocess.Popen, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +13,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from miniautoml.processes import free_port
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from miniautoml.processes import free_port  # noqa: F401  (the serving tests import it from here)
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,12 +56,6 @@ def same_prediction(got: dict[str, Any], want: dict[str, Any]) -> bool:
         and set(got["scores"]) == set(want["scores"])
         and all(abs(got["scores"][k] - want["scores"][k]) <= SCORE_TOLERANCE for k in want["scores"])
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
