@@ -17,8 +17,12 @@ import yaml
 
 from conftest import BIN, REPO, run_cli
 
-# Hydra configs every training run composes (params/pipeline.yaml is the pipeline's own).
-HYDRA_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "params").rglob("*.yaml") if p.name != "pipeline.yaml")
+# Hydra configs every training run composes (params/pipeline.yaml is the pipeline's own;
+# params/algorithms/ holds the algorithms' declarations, a directory dependency of the train stage).
+HYDRA_CONFIGS = sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "params").rglob("*.yaml")
+    if p.name != "pipeline.yaml" and p.parent.name != "algorithms"
+)
 
 
 def dvc(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -100,7 +104,9 @@ def test_train_stage_depends_on_all_training_code_and_every_hydra_config():
     whole_files = sorted(name for name, p in params.items() if isinstance(p, dict) and p[name] is None)
     file_deps = [d for d in train["deps"] if str(d).endswith(".yaml")]
     assert sorted(whole_files + file_deps) == HYDRA_CONFIGS  # a new config file must be listed too
-    assert {"data/pipeline/snapshot.json", "training_code", "MLproject"} <= set(train["deps"])
+    assert {"data/pipeline/snapshot.json", "training_code", "MLproject", "params/algorithms"} <= set(train["deps"])
+    assert "--algorithm ${algorithm}" in train["cmd"]
+    assert yaml.safe_load((REPO / "params/pipeline.yaml").read_text())["algorithm"] == "intent-classification"
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,14 @@ def test_lab_champion_answers_from_the_promoted_version(lab_steps):
     assert answer["model_id"] == jobs[promoted["version"]]
 
 
+@pytest.mark.parametrize("algorithm", ["nosuch", "image-gan"])
+def test_lab_rejects_an_unknown_algorithm_before_any_step(workspace, algorithm):
+    out = run_cli(workspace, "lab", "--algorithm", algorithm)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.error_line.startswith(f"error: algorithm {algorithm!r}: unknown; expected one of intent-classification")
+    assert run_cli(workspace, "dataset", "list").json == []  # no dataset created
+
+
 def test_lab_rejects_a_wrong_number_of_data_files(workspace, tmp_path):
     only = tmp_path / "one.csv"
     only.write_text("hi,greet\n")

@@ -21,6 +21,22 @@ def test_successful_job_registers_a_version_tagged_with_its_run(trained_job):
 def test_models_list_names_the_trained_model(trained_job):
     models = {m["name"]: m for m in job_cli(trained_job.workspace, "models", "list").json}
     assert models["intent"]["latest_version"] is not None
+    assert [v["algorithm"] for v in models["intent"]["versions"]] == ["intent-classification"]
+
+
+def test_models_show_prints_each_versions_algorithm_lineage_and_metrics(trained_job):
+    """A job submitted with the default algorithm records it on its run; the version shows it
+    (its `algorithm` tag, else the run's), with the run, the data it learned from and its test accuracy."""
+    status = job_cli(trained_job.workspace, "train", "status", trained_job.job_id).json
+    assert status["metadata"]["algorithm"] == "intent-classification"
+    shown = job_cli(trained_job.workspace, "models", "show", "intent")
+    assert shown.returncode == 0, shown.stderr
+    version = next(v for v in shown.json["versions"] if v["run_id"] == trained_job.job_id)
+    assert version["algorithm"] == "intent-classification"
+    assert 0.0 <= version["metrics"]["test_accuracy"] <= 1.0
+    assert {"dataset_id", "version_hash", "run_id"} <= set(version)
+    one = job_cli(trained_job.workspace, "models", "show", "intent", "1").json
+    assert (one["algorithm"], one["metrics"]) == (version["algorithm"], version["metrics"])
 
 
 def test_the_trainer_alone_registers_one_version_with_its_lineage(trained_job):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miniautoml import datasets, jobs, registry, runs, serving, stack
+from miniautoml import algorithms, datasets, jobs, registry, runs, serving, stack
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import UserInputError
 from miniautoml.processes import free_port
@@ -42,6 +42,7 @@ class LabOptions:
     keep_serving: bool = False
     sentence: str = SENTENCE
     ready_timeout: float = 180.0
+    algorithm: str = algorithms.DEFAULT_ALGORITHM
 
 
 def _dataset_name(settings: Settings) -> str:
@@ -60,13 +61,17 @@ def _check_data(paths: tuple[Path, ...]) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def _train(settings: Settings, dataset_id: str, version_hash: str, params: dict[str, str]) -> dict[str, Any]:
+def _train(
+    settings: Settings, dataset_id: str, version_hash: str, params: dict[str, str], algorithm: str
+) -> dict[str, Any]:
     job_id = jobs.submit_job(
-        settings, model_name=MODEL_NAME, dataset_id=dataset_id, version_hash=version_hash, params=params
+        settings, model_name=MODEL_NAME, dataset_id=dataset_id, version_hash=version_hash, params=params,
+        algorithm=algorithm,
     )
     status = jobs.wait_job(settings, job_id, raise_on_failure=True)
     versions = registry.versions_of_run(settings, job_id)
-    return {"job_id": job_id, "status": status.status, "model_version": versions[0].version if versions else None}
+    return {"job_id": job_id, "status": status.status, "algorithm": algorithm,
+            "model_version": versions[0].version if versions else None}
 
 
 def _predict_until(url: str, model_id: str, sentence: str, version: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -81,6 +86,8 @@ def _predict_until(url: str, model_id: str, sentence: str, version: str, timeout
 
 def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], None]) -> Iterator[LabStep]:
     first, second = _check_data(options.data)
+    algorithm = algorithms.get_algorithm(options.algorithm)  # an unknown or uninstalled one fails first
+    algorithms.check_available(algorithm)
     name = _dataset_name(settings)
 
     progress(f"[1/12] create dataset {name} from {first}")
@@ -91,8 +98,8 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
     v1 = datasets.prepare_snapshot(settings, summary.dataset_id)
     yield LabStep("prepare", v1)
 
-    progress("[3/12] train (job = MLflow run = model id)")
-    job1 = _train(settings, summary.dataset_id, v1.version_hash, FIRST_PARAMS)
+    progress(f"[3/12] train {algorithm.name} (job = MLflow run = model id)")
+    job1 = _train(settings, summary.dataset_id, v1.version_hash, FIRST_PARAMS, algorithm.name)
     yield LabStep("train", job1)
 
     progress("[4/12] run info from the metadata store")
@@ -121,7 +128,7 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
         yield LabStep("prepare", v2)
 
         progress("[9/12] retrain with other params")
-        job2 = _train(settings, summary.dataset_id, v2.version_hash, SECOND_PARAMS)
+        job2 = _train(settings, summary.dataset_id, v2.version_hash, SECOND_PARAMS, algorithm.name)
         yield LabStep("train", job2)
 
         progress("[10/12] promote the better model")

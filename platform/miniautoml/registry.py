@@ -1,7 +1,9 @@
 """The model registry (MLflow): versions per trained job, aliases instead of stages.
 
 A successful training job adds a version of its `--model-name`, tagged with the run (= job, =
-model id) and the dataset version it learned from. `promote` points an alias (e.g. `champion`)
+model id), the dataset version it learned from and its algorithm. `show_model`/`list_models`
+give each version's algorithm (the version tag `algorithm`, else the run's `miniautoml.algorithm`
+tag, else the default), its lineage (run, dataset, version hash) and its run's test metrics. `promote` points an alias (e.g. `champion`)
 at a version; serving resolves `models:/NAME@ALIAS`.
 """
 
@@ -34,6 +36,8 @@ class ModelVersionInfo:
     created_at: str | None
     dataset_id: str | None
     version_hash: str | None
+    algorithm: str | None = None  # filled from the run when the version has no `algorithm` tag
+    metrics: dict[str, float] = field(default_factory=dict)  # the run's test/val metrics
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -50,7 +54,7 @@ class RegisteredModelInfo:
     created_at: str | None
     updated_at: str | None
     tags: dict[str, str] = field(default_factory=dict)
-    versions: list[ModelVersionInfo] | None = None  # filled by show_model
+    versions: list[ModelVersionInfo] | None = None  # newest first
 
 
 def _iso(ms: int | None) -> str | None:
@@ -77,8 +81,36 @@ def _version_info(mv: "ModelVersion") -> ModelVersionInfo:
         created_at=_iso(mv.creation_timestamp),
         dataset_id=tags.get("dataset_id") or None,
         version_hash=tags.get("version_hash") or None,
+        algorithm=tags.get(ALGORITHM_TAG) or None,
         tags=tags,
     )
+
+
+ALGORITHM_TAG = "algorithm"  # on a model version, set by the trainer when it registers
+RUN_ALGORITHM_TAG = "miniautoml.algorithm"  # on a job's run, set at submit
+SUMMARY_METRICS = ("test_accuracy", "test_loss", "val_accuracy")
+
+
+def _with_runs(client: "MlflowClient", infos: list[ModelVersionInfo]) -> list[ModelVersionInfo]:
+    """Each version with its algorithm and its run's summary metrics (one run read per run)."""
+    from miniautoml.algorithms import DEFAULT_ALGORITHM
+
+    runs: dict[str, object] = {}
+    for info in infos:
+        run = None
+        if info.run_id:
+            if info.run_id not in runs:
+                try:
+                    runs[info.run_id] = client.get_run(info.run_id)
+                except Exception:  # a deleted or foreign run: the version still shows
+                    runs[info.run_id] = None
+            run = runs[info.run_id]
+        if run is not None:
+            data = run.data  # type: ignore[attr-defined]
+            info.metrics = {k: data.metrics[k] for k in SUMMARY_METRICS if k in data.metrics}
+            info.algorithm = info.algorithm or data.tags.get(RUN_ALGORITHM_TAG) or data.params.get("algorithm") or None
+        info.algorithm = info.algorithm or DEFAULT_ALGORITHM
+    return infos
 
 
 def _model_info(rm: "RegisteredModel", versions: list[ModelVersionInfo] | None = None) -> RegisteredModelInfo:
@@ -123,13 +155,15 @@ def _versions(client: "MlflowClient", name: str) -> list["ModelVersion"]:
 
 
 def list_models(settings: Settings) -> list[RegisteredModelInfo]:
-    """Registered models, by name (versions not included; see show_model)."""
+    """Registered models, by name, each with its versions (newest first: algorithm, lineage, metrics)."""
     client = _client(settings)
     models: list[RegisteredModelInfo] = []
     token = None
     while True:
         page = client.search_registered_models(max_results=1000, order_by=["name ASC"], page_token=token)
-        models.extend(_model_info(rm) for rm in page)
+        for rm in page:
+            versions = _with_runs(client, [_version_info(mv) for mv in _versions(client, rm.name)])
+            models.append(_model_info(rm, sorted(versions, key=lambda v: -int(v.version))))
         token = page.token
         if not token:
             return models
@@ -140,7 +174,7 @@ def show_model(settings: Settings, name: str) -> RegisteredModelInfo:
     client = _client(settings)
     rm = _get_model(client, name)
     versions = sorted((_version_info(mv) for mv in _versions(client, rm.name)), key=lambda v: -int(v.version))
-    return _model_info(rm, versions)
+    return _model_info(rm, _with_runs(client, versions))
 
 
 def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo:
@@ -154,10 +188,10 @@ def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo
     missing = f"model {rm.name!r} has no version {ref!r} (aliases: {known})"
     with mlflow_adapter.errors(not_found=missing):
         if ref.isdigit():
-            return _version_info(client.get_model_version(rm.name, ref))
+            return _with_runs(client, [_version_info(client.get_model_version(rm.name, ref))])[0]
         alias = ref.removeprefix("@")
         if alias in (rm.aliases or {}):
-            return _version_info(client.get_model_version_by_alias(rm.name, alias))
+            return _with_runs(client, [_version_info(client.get_model_version_by_alias(rm.name, alias))])[0]
     raise NotFoundError(missing)
 
 

@@ -16,15 +16,17 @@ from miniautoml.cli.output import info, json_default
               help="Two CSV files (commit 1, commit 2) instead of the demo data; e.g. the CLINC150 parts.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Prediction service port (0: a free one).")
 @click.option("--keep-serving", is_flag=True, help="Leave the prediction service running at the end.")
+@click.option("--algorithm", default="intent-classification", show_default=True,
+              help="Training algorithm of both trainings (`miniautoml algorithms list`).")
 @click.pass_context
-def lab(ctx: click.Context, data: tuple[Path, ...], port: int, keep_serving: bool) -> None:
+def lab(ctx: click.Context, data: tuple[Path, ...], port: int, keep_serving: bool, algorithm: str) -> None:
     """Dataset -> train -> run info -> serve -> predict -> commit 2 -> retrain -> promote -> predict."""
     import time
 
     from miniautoml.lab import DEMO_DATA, LabOptions, run_lab
 
     settings = settings_of(ctx)
-    options = LabOptions(data=data or DEMO_DATA, port=port, keep_serving=keep_serving)
+    options = LabOptions(data=data or DEMO_DATA, port=port, keep_serving=keep_serving, algorithm=algorithm)
     start = time.monotonic()
     for step in run_lab(settings, options, progress=info):
         click.echo(json.dumps(step.to_json(), default=json_default, ensure_ascii=False))

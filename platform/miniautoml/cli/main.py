@@ -13,6 +13,7 @@ from miniautoml.errors import MiniAutoMLError
 # group name -> module under miniautoml.cli holding a click object named `group`
 GROUPS = {
     "init": "workspace",
+    "algorithms": "algorithms",
     "dataset": "dataset",
     "train": "train",
     "runs": "runs",

@@ -16,7 +16,7 @@ def models() -> None:
 @models.command("list")
 @click.pass_context
 def list_(ctx: click.Context) -> None:
-    """Registered models with their aliases and latest version."""
+    """Registered models with their aliases and versions (algorithm, lineage, test metrics)."""
     from miniautoml.registry import list_models
 
     emit(list_models(settings_of(ctx)))
@@ -27,7 +27,7 @@ def list_(ctx: click.Context) -> None:
 @click.argument("version", required=False)
 @click.pass_context
 def show(ctx: click.Context, name: str, version: str | None) -> None:
-    """Model NAME with all versions; or one VERSION (number or alias)."""
+    """Model NAME with all versions (algorithm, lineage, test metrics); or one VERSION (number or alias)."""
     from miniautoml.registry import get_version, show_model
 
     settings = settings_of(ctx)

@@ -98,7 +98,8 @@ def _read_snapshot(path: str, dataset_id: str | None, version_hash: str | None) 
 @click.option("--snapshot", "snapshot_file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="Take --dataset and --version-hash from a `dataset prepare` JSON file (dvc.yaml uses it).")
 @click.option("--model-name", default=None, metavar="NAME", help="Registered model that gets the new version.")
-@click.option("--algorithm", default="intent-classification", show_default=True, help="Training algorithm.")
+@click.option("--algorithm", default="intent-classification", show_default=True,
+              help="Training algorithm (`miniautoml algorithms list`).")
 @click.option("-P", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Training parameter (Hydra override, repeatable), e.g. -P epochs=5 -P model=book.")
 @click.option("--data-path", default=None, hidden=True,

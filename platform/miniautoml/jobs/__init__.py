@@ -8,7 +8,6 @@ succeed (FINISHED), failure (FAILED/KILLED).
 """
 
 from miniautoml.jobs.service import (
-    ALGORITHMS,
     JobFailedError,
     JobTimeoutError,
     JobRequest,
@@ -23,7 +22,6 @@ from miniautoml.jobs.service import (
 from miniautoml.jobs.store import FAILURE, LAUNCH, QUEUING, RUNNING, SUCCEED, JobStatus
 
 __all__ = [
-    "ALGORITHMS",
     "FAILURE",
     "LAUNCH",
     "QUEUING",

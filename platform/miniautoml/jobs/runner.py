@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniautoml.config import PROJECT_ROOT, Settings
+from miniautoml.errors import MiniAutoMLError
 from miniautoml.jobs import store
 from miniautoml.jobs.messages import failure_message
 from miniautoml.jobs.slots import acquire_slot, free_slot, max_runners, release_slot
@@ -36,8 +37,6 @@ log = logging.getLogger("miniautoml.jobs.runner")
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.2
 CANCEL_POLL_SECONDS = 2.0
-# Algorithm -> MLproject entry point.
-ENTRY_POINTS = {"intent-classification": "train"}
 # Variables a parent may carry that would make `mlflow run` or the trainer log to another run.
 _FOREIGN_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
@@ -74,18 +73,22 @@ def _mlflow_command() -> list[str]:
 
 
 def launch_command(run: "Run", storage_dir: Path | None = None) -> list[str]:
-    """`mlflow run <project> -e train --env-manager local --experiment-id X --run-id ID -P ...`."""
+    """`mlflow run <project> -e ENTRY_POINT --env-manager local --experiment-id X --run-id ID -P ...`."""
     import json
 
+    from miniautoml.algorithms import DEFAULT_ALGORITHM, get_algorithm
+
     tags = run.data.tags
-    entry_point = ENTRY_POINTS[tags.get(store.ALGORITHM, "intent-classification")]
-    overrides = json.loads(tags.get(store.PARAMS) or "{}")
+    # Its declaration (params/algorithms/): the entry point; its config groups come before the -P.
+    algorithm = get_algorithm(tags.get(store.ALGORITHM) or DEFAULT_ALGORITHM)
+    entry_point = algorithm.entry_point
+    overrides = [*algorithm.overrides(), *(f"{k}={v}" for k, v in json.loads(tags.get(store.PARAMS) or "{}").items())]
     params = {
         "dataset_id": tags.get(store.DATASET_ID, ""),
         "version_hash": tags.get(store.VERSION_HASH, ""),
         "model_name": tags.get(store.MODEL_NAME, ""),
         "data_path": tags.get(store.DATA_PATH, ""),
-        "overrides": shlex.join(f"{k}={v}" for k, v in overrides.items()),
+        "overrides": shlex.join(overrides),
     }
     cmd = [*_mlflow_command(), "run", str(PROJECT_ROOT), "-e", entry_point, "--env-manager", "local",
            "--experiment-id", run.info.experiment_id, "--run-id", run.info.run_id]
@@ -204,8 +207,12 @@ class Runner:
         storage = logs / f"{run_id}.storage"
         status_file = logs / f"{run_id}.exit"
         status_file.unlink(missing_ok=True)
+        try:
+            argv = launch_command(run, storage)
+        except MiniAutoMLError as exc:  # e.g. its algorithm's declaration was removed since submit
+            return self.fail(run_id, f"could not launch: {exc}")
         command = _child_command(
-            self.settings, launch_command(run, storage), PROJECT_ROOT,
+            self.settings, argv, PROJECT_ROOT,
             MINIAUTOML_PYTHON=str(self.wrapper), MINIAUTOML_REAL_PYTHON=sys.executable,
             MINIAUTOML_EXIT_FILE=str(status_file), MINIAUTOML_JOB_ID=run_id,
         )  # fmt: skip

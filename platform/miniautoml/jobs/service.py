@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from miniautoml import algorithms as algorithms_mod
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
 from miniautoml.jobs import runner as runner_mod
@@ -28,8 +29,7 @@ if TYPE_CHECKING:
 
     from miniautoml.jobs.progress import Epoch
 
-ALGORITHMS = tuple(runner_mod.ENTRY_POINTS)
-DEFAULT_ALGORITHM = "intent-classification"
+DEFAULT_ALGORITHM = algorithms_mod.DEFAULT_ALGORITHM
 # Training parameters the job request carries as MLproject parameters, not as -P overrides.
 RESERVED_PARAMS = {
     "dataset_id": "--dataset",
@@ -97,12 +97,17 @@ def _check_documented(key: str, value: str) -> None:
     validate_override(key, value)
 
 
-def _check_dataset(settings: Settings, dataset_id: str, version_hash: str) -> str:
-    """The dataset's canonical id if the dataset service knows it and the hash's commits exist."""
+def _check_dataset(
+    settings: Settings, dataset_id: str, version_hash: str, algorithm: "algorithms_mod.Algorithm | None" = None
+) -> str:
+    """The dataset's canonical id if the dataset service knows it, the hash's commits exist and
+    the algorithm trains on its type."""
     from miniautoml.datasets import show_dataset
     from miniautoml.datasets.version_hash import commit_ids
 
     summary = show_dataset(settings, dataset_id)  # NotFoundError for an unknown dataset
+    if algorithm is not None:
+        algorithms_mod.check_dataset_type(algorithm, summary.dataset_type, f"{summary.dataset_id} ({summary.name})")
     wanted = commit_ids(version_hash)  # UserInputError for a malformed hash
     if not wanted:
         raise UserInputError(f"version hash {version_hash!r} selects no commits: nothing to train on")
@@ -130,7 +135,7 @@ def _check_data_path(data_path: str) -> str:
     return os.pathsep.join(resolved)
 
 
-def _check_training_config(request: JobRequest) -> None:
+def _check_training_config(request: JobRequest, algorithm: "algorithms_mod.Algorithm") -> None:
     """Compose the trainer's Hydra config with the request to reject bad parameters up front."""
     from omegaconf import OmegaConf
 
@@ -142,9 +147,9 @@ def _check_training_config(request: JobRequest) -> None:
         "version_hash": request.version_hash,
         "model_name": request.model_name,
         "data.path": request.data_path,
-        "algorithm": request.algorithm,
     }
-    overrides = [f"{k}={v}" for k, v in fixed.items() if v] + [f"{k}={v}" for k, v in request.params.items()]
+    overrides = [f"{k}={v}" for k, v in fixed.items() if v] + algorithm.overrides()
+    overrides += [f"{k}={v}" for k, v in request.params.items()]
     try:
         cfg = load_config(overrides)
     except Exception as exc:  # hydra/omegaconf errors: an unknown key, an unparsable value
@@ -168,9 +173,8 @@ def build_request(
     data_path: str | None = None,
 ) -> JobRequest:
     """Validate a training request completely; raises UserInputError/NotFoundError."""
-    algorithm = (algorithm or DEFAULT_ALGORITHM).strip()
-    if algorithm not in ALGORITHMS:
-        raise UserInputError(f"algorithm {algorithm!r}: unknown; expected one of {', '.join(ALGORITHMS)}")
+    chosen = algorithms_mod.get_algorithm(algorithm)  # UserInputError for an unknown name
+    algorithms_mod.check_available(chosen)
     model_name = (model_name or "").strip()
     if not model_name:
         raise UserInputError("model name missing: pass --model-name NAME (the registered model to add a version to)")
@@ -186,14 +190,19 @@ def build_request(
             raise UserInputError("dataset missing: pass --dataset DATASET and --version-hash HASH")
         if not version_hash:
             raise UserInputError(f"version hash missing: pass --version-hash HASH (see `miniautoml dataset prepare {dataset_id}`)")
-        dataset_id = _check_dataset(settings, dataset_id, version_hash)
-    else:
+        dataset_id = _check_dataset(settings, dataset_id, version_hash, chosen)
+    else:  # CSV files of text,label rows: TEXT_INTENT data
+        algorithms_mod.check_dataset_type(chosen, "TEXT_INTENT", f"--data-path {data_path}")
         data_path = _check_data_path(data_path)
+    params = _check_params(dict(params or {}))
+    for key, value in params.items():  # the config groups an algorithm implies are its own
+        if key in chosen.config_group and value != chosen.config_group[key]:
+            raise UserInputError(f"-P {key}={value}: algorithm {chosen.name} sets {key}={chosen.config_group[key]}")
     request = JobRequest(
-        model_name=model_name, algorithm=algorithm, dataset_id=dataset_id, version_hash=version_hash,
-        data_path=data_path, params=_check_params(dict(params or {})),
+        model_name=model_name, algorithm=chosen.name, dataset_id=dataset_id, version_hash=version_hash,
+        data_path=data_path, params=params,
     )
-    _check_training_config(request)
+    _check_training_config(request, chosen)
     return request
 
 
@@ -226,7 +235,7 @@ def submit_job(
         store.PARAMS: json.dumps(request.params, sort_keys=True),
         "mlflow.source.type": "PROJECT",
         "mlflow.source.name": str(PROJECT_ROOT),
-        "mlflow.project.entryPoint": runner_mod.ENTRY_POINTS[request.algorithm],
+        "mlflow.project.entryPoint": algorithms_mod.get_algorithm(request.algorithm).entry_point,
     }
     if request.data_path:
         tags[store.DATA_PATH] = request.data_path
