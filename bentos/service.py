@@ -17,10 +17,14 @@ HTTP (JSON):
                            "predictions": [{"result", "scores"}, ...]}
   GET  /livez /readyz /metrics   (readyz: only when the tracking store answers)
   GET  /docs.json      the OpenAPI document: limits, model id pattern and error statuses included
+Any MLflow pyfunc model is served: ours through their fast `predict_texts`, any other through
+`pyfunc.predict` with the documents as its signature's string input (`miniautoml.serving.predictors`);
+its `scores` are `{}` unless its output is label -> probability columns. A model whose signature
+cannot take text answers 422 naming its signature.
 model_name/model_version name the registered version the answering run is (null if none), by
 whichever id the model was asked for. Errors are one line, `{"error": message}`: 400 malformed
 JSON / wrong type / missing or empty field / bad model id (the message names the field),
-404 unknown model, 413 body, document or batch too large, 503 overloaded, 504 timed out.
+404 unknown model, 422 model cannot take text, 413 body, document or batch too large, 503 overloaded, 504 timed out.
 
 This file declares the service; what it does is plain code in `miniautoml.serving` (bodies,
 answers, middleware, bentoml_io, worker, timeout_patch). Settings come from the environment:
@@ -110,7 +114,7 @@ class PredictionService:
         resolver = serving.StaticResolver(source, serving.bento_model_ids(source, labels.get("model_id")))
         pool = serving.ModelPool(
             resolver,
-            loader=lambda _source: bentoml.mlflow.load_model(stored).unwrap_python_model(),
+            loader=lambda source: serving.predictor_for(bentoml.mlflow.load_model(stored), source.run_id),
             capacity=1,
             alias_refresh_seconds=0,
         )

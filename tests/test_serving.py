@@ -313,7 +313,7 @@ def test_the_openapi_document_states_the_limits_and_the_error_answers(server: Se
     for route, field in (("/predict", "document"), ("/predict_batch", "documents")):
         operation = doc["paths"][route]["post"]
         assert operation["requestBody"]["required"] is True
-        assert {"200", "400", "404", "413", "500", "503", "504"} <= set(operation["responses"])
+        assert {"200", "400", "404", "413", "422", "500", "503", "504"} <= set(operation["responses"])
         properties = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
         assert re.fullmatch(properties["model_id"]["pattern"], " intent@champion ")
         assert not re.search(properties["model_id"]["pattern"], "intent")

@@ -336,7 +336,7 @@ def test_service_config_and_openapi_additions() -> None:
     route = {"post": {"requestBody": {}, "responses": {200: {}}}}
     spec = bentoml_io.complete_openapi({"paths": {"/predict": route, "/predict_batch": copy.deepcopy(route)}})
     assert spec["paths"]["/predict"]["post"]["requestBody"]["required"] is True
-    assert set(spec["paths"]["/predict_batch"]["post"]["responses"]) == {200, 413, 503, 504}
+    assert set(spec["paths"]["/predict_batch"]["post"]["responses"]) == {200, 413, 422, 503, 504}
     assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
 
 
@@ -502,3 +502,152 @@ def test_server_launch_is_a_process_command_the_cli_execs(tmp_path):
     assert "--port" in launch.argv and "3123" in launch.argv
     with pytest.raises(UserInputError, match="--port"):
         server_launch(load_settings(tmp_path), port=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Predictors: our models' fast path, the pyfunc adapter of any other MLflow model
+# --------------------------------------------------------------------------------------------
+
+
+class FakePyfunc:
+    """A loaded MLflow pyfunc model: a signature's input schema, `predict`, and maybe a python model."""
+
+    def __init__(self, schema: Any, output: Any = None, python_model: Any = None) -> None:
+        from types import SimpleNamespace
+
+        self.metadata = SimpleNamespace(get_input_schema=lambda: schema)
+        self.output, self.python_model, self.inputs = output, python_model, []
+
+    def unwrap_python_model(self) -> Any:
+        if self.python_model is None:
+            raise RuntimeError("not a python model")  # MLflow raises an MlflowException here
+        return self.python_model
+
+    def predict(self, data: Any) -> Any:
+        self.inputs.append(data)
+        return self.output(data) if callable(self.output) else self.output
+
+
+def schema_of(*columns: tuple[str | None, str], required: bool = True) -> Any:
+    from mlflow.types import ColSpec, Schema
+
+    return Schema([ColSpec(kind, name, required=required) if name else ColSpec(kind) for name, kind in columns])
+
+
+def test_our_models_are_their_own_predictor_the_fast_path() -> None:
+    from miniautoml.serving import predictor_for
+
+    ours = StandInModel(RUN_A, [])
+    assert predictor_for(FakePyfunc(schema_of(("text", "string")), python_model=ours), RUN_A) is ours
+
+
+def test_a_foreign_model_gets_its_texts_as_the_signatures_one_string_column() -> None:
+    import pandas as pd
+
+    from miniautoml.serving import PyfuncPredictor, predictor_for
+
+    model = FakePyfunc(schema_of(("utterance", "string")), output=lambda frame: pd.Series([t.upper() for t in frame["utterance"]]))
+    predictor = predictor_for(model, RUN_A)
+    assert isinstance(predictor, PyfuncPredictor)
+    assert predictor.predict_texts(["a", "b"], 3) == [{"result": "A", "scores": {}}, {"result": "B", "scores": {}}]
+    assert list(model.inputs[0].columns) == ["utterance"]
+
+
+@pytest.mark.parametrize("schema", [None, "column-less"], ids=["no signature", "column-less"])
+def test_a_foreign_model_without_a_named_column_gets_a_list_of_strings(schema: Any) -> None:
+    import numpy as np
+
+    from miniautoml.serving import predictor_for
+
+    model = FakePyfunc(schema_of((None, "string")) if schema else None, output=lambda texts: np.array([len(t) for t in texts]))
+    assert predictor_for(model, RUN_A).predict_texts(["ab", "c"]) == [{"result": "2", "scores": {}}, {"result": "1", "scores": {}}]
+    assert model.inputs == [["ab", "c"]]
+
+
+def test_label_probability_columns_become_the_top_k_scores() -> None:
+    import pandas as pd
+
+    from miniautoml.serving import predictor_for
+
+    frame = pd.DataFrame({"greet": [0.7, 0.1], "bye": [0.2, 0.6], "other": [0.1, 0.3]})
+    predictor = predictor_for(FakePyfunc(schema_of(("text", "string")), output=frame), RUN_A)
+    assert predictor.predict_texts(["hi", "ciao"], 2) == [
+        {"result": "greet", "scores": {"greet": 0.7, "bye": 0.2}},
+        {"result": "bye", "scores": {"bye": 0.6, "other": 0.3}},
+    ]
+    as_dict = predictor_for(FakePyfunc(None, output=frame.to_dict("list")), RUN_A)
+    assert as_dict.predict_texts(["hi", "ciao"], 1)[1] == {"result": "bye", "scores": {"bye": 0.6}}
+
+
+def test_a_frame_with_a_label_column_and_score_mappings_keeps_both() -> None:
+    import pandas as pd
+
+    from miniautoml.serving import predictor_for
+
+    frame = pd.DataFrame({"result": ["greet"], "scores": [{"greet": 0.9, "bye": 0.1}]})
+    predictor = predictor_for(FakePyfunc(None, output=frame), RUN_A)
+    assert predictor.predict_texts(["hi"], 1) == [{"result": "greet", "scores": {"greet": 0.9}}]
+
+
+def test_an_output_of_another_length_is_an_error() -> None:
+    from miniautoml.errors import MiniAutoMLError
+    from miniautoml.serving import predictor_for
+
+    with pytest.raises(MiniAutoMLError, match="answered 1 predictions for 2 documents"):
+        predictor_for(FakePyfunc(None, output=["x"]), RUN_A).predict_texts(["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("columns", "shown"),
+    [
+        ((("x0", "double"), ("x1", "long")), "['x0': double (required), 'x1': long (required)]"),
+        ((("text", "string"), ("lang", "string")), "['text': string (required), 'lang': string (required)]"),
+        ((("n", "integer"),), "['n': integer (required)]"),
+    ],
+    ids=["numeric", "two strings required", "one number"],
+)
+def test_a_model_whose_signature_cannot_take_text_raises_naming_it(columns: tuple, shown: str) -> None:
+    from miniautoml.serving import UnsupportedModelError, predictor_for
+
+    predictor = predictor_for(FakePyfunc(schema_of(*columns)), RUN_A)
+    with pytest.raises(UnsupportedModelError) as raised:
+        predictor.predict_texts(["a"])
+    assert str(raised.value) == (
+        f"model of run {RUN_A} cannot classify text: its signature's inputs are {shown}; "
+        "it needs exactly one string input"
+    )
+
+
+def test_an_optional_input_beside_the_one_required_string_is_left_out() -> None:
+    from mlflow.types import ColSpec, Schema
+
+    from miniautoml.serving import predictor_for
+
+    schema = Schema([ColSpec("string", "text"), ColSpec("double", "weight", required=False)])
+    model = FakePyfunc(schema, output=["x"])
+    predictor_for(model, RUN_A).predict_texts(["a"])
+    assert list(model.inputs[0].columns) == ["text"]
+
+
+def test_a_model_that_cannot_take_text_answers_422_and_stays_cached() -> None:
+    from miniautoml.serving import predictor_for
+
+    loads: Counter = Counter()
+
+    def loader(source: ModelSource) -> Any:
+        loads[source.run_id] += 1
+        return predictor_for(FakePyfunc(schema_of(("x0", "double"))), source.run_id)
+
+    service = Answers(ModelPool(StandInResolver(), loader, alias_refresh_seconds=0))
+    replies = asyncio.run(service.predict([predict_request(RUN_A, "one"), predict_request(RUN_A, "two", top_k=1)]))
+    assert [r.status for r in replies] == [422, 422]
+    assert "'x0': double (required)" in replies[0].body["error"]
+    reply = asyncio.run(service.predict_batch(REQUESTS.batch(model_id=RUN_A, documents=["a", "b"])))
+    assert reply.status == 422 and reply.body == replies[0].body
+    assert loads == {RUN_A: 1}
+
+
+def test_a_failing_model_in_predict_batch_is_a_500_in_one_line() -> None:
+    service, _, _ = answers()
+    reply = asyncio.run(service.predict_batch(REQUESTS.batch(model_id=RUN_BROKEN, documents=["a"])))
+    assert (reply.status, reply.body) == (500, {"error": "prediction failed: RuntimeError"})

@@ -4,7 +4,9 @@
 imports the model into the BentoML model store (`bentoml.mlflow.import_model`, labelled with its
 run, dataset and registry version), and builds a bento of `bentos/service.py` whose bento argument
 `model` names that BentoML model. `bentoml serve TAG` then answers /predict with exactly that
-model; `bentoml containerize TAG` makes an OCI image of it.
+model; `bentoml containerize TAG` makes an OCI image of it. Any MLflow pyfunc model can be
+packed (ours or a foreign one, e.g. an `mlflow.sklearn` pipeline): the service picks its predictor
+(`miniautoml.serving.predictors`) and the bento's packages add the model's own requirements.
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ def _pinned_packages() -> list[str]:
     return packages
 
 
+def _requirement_name(line: str) -> str:
+    return re.split(r"[<>=!~;\[ @]", line, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def _with_model_requirements(packages: list[str], requirements: list[str]) -> list[str]:
+    """`packages` plus what the model's own requirements add (a foreign model's scikit-learn, say);
+    a package pinned here already keeps this environment's pin."""
+    have = {_requirement_name(p) for p in packages} | {"mlflow", "mlflow-skinny", "torch"}
+    extra = [r for r in requirements if _requirement_name(r) not in have]
+    return packages + list(dict.fromkeys(extra))
+
+
 def _bentofile(template: Path, packages: list[str]) -> dict:
     config = yaml.safe_load(template.read_text(encoding="utf-8")) or {}
     python = config.setdefault("python", {})
@@ -118,7 +132,10 @@ def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(module, target)
         bentofile = ctx / "bentofile.yaml"
-        config = _bentofile(BENTOS_DIR / "bentofile.yaml", _pinned_packages())
+        packages = _with_model_requirements(
+            _pinned_packages(), bentoml_adapter.mlflow_model_requirements(settings, model_tag)
+        )
+        config = _bentofile(BENTOS_DIR / "bentofile.yaml", packages)
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         tag = bentoml_adapter.build(
             settings, ctx, bentofile, name=store_name, args={"model": model_tag}, labels=labels

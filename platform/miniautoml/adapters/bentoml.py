@@ -90,6 +90,18 @@ def import_mlflow_model(
     return str(model.tag)
 
 
+def mlflow_model_requirements(settings: Settings, tag: str) -> list[str]:
+    """The pip requirements MLflow recorded with the imported model `tag` (its requirements.txt)."""
+    use_workspace(settings)
+    import bentoml
+
+    path = Path(bentoml.models.get(tag).path) / "mlflow_model" / "requirements.txt"
+    if not path.is_file():
+        return []
+    lines = (line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("-")]
+
+
 def model_labels(settings: Settings, tag: str) -> dict[str, str]:
     use_workspace(settings)
     import bentoml

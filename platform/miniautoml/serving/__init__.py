@@ -4,6 +4,8 @@ One module per concern:
   options        the MINIAUTOML_* knobs (`ServingOptions`)
   model_id       the model-id grammar (`parse_model_id`, `MODEL_ID_PATTERN`)
   resolver       model id -> MLflow run / registry version, or a bento's one model; the loader
+  predictors     loaded model -> predict_texts(texts, top_k): our models' fast path, a pyfunc
+                 adapter for any other MLflow model, 422 for one that cannot take text
   pool           the bounded cache of loaded models, aliases followed (`ModelPool`)
   launch         the `bentoml serve` command line (`server_launch`)
   client         the HTTP client (`request_prediction`)
@@ -21,6 +23,7 @@ from miniautoml.serving.client import ServerUnavailableError, request_prediction
 from miniautoml.serving.launch import server_launch
 from miniautoml.serving.model_id import MODEL_ID_HELP, MODEL_ID_PATTERN, SPACES, ModelRef, parse_model_id
 from miniautoml.serving.options import ServingOptions
+from miniautoml.serving.predictors import Predictor, PyfuncPredictor, UnsupportedModelError, predictor_for
 from miniautoml.serving.pool import AliasChange, LoadedModel, ModelPool, ServedModel, pool_for_workspace
 from miniautoml.serving.resolver import (
     Loader,
@@ -45,16 +48,20 @@ __all__ = [
     "ModelPool",
     "ModelRef",
     "ModelSource",
+    "Predictor",
+    "PyfuncPredictor",
     "PythonModel",
     "Resolver",
     "ServedModel",
     "ServerUnavailableError",
     "ServingOptions",
     "StaticResolver",
+    "UnsupportedModelError",
     "bento_model_ids",
     "load_python_model",
     "parse_model_id",
     "pool_for_workspace",
+    "predictor_for",
     "request_prediction",
     "server_launch",
     "tracking_store_reachable",

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from miniautoml.errors import NotFoundError, UserInputError
 from miniautoml.serving.bodies import InvalidRequest
 from miniautoml.serving.pool import ModelPool, ServedModel
+from miniautoml.serving.predictors import UnsupportedModelError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,14 @@ class Reply:
 def error(status: int, message: str) -> Reply:
     """The one-line error answer `{"error": message}`."""
     return Reply(status, {"error": message})
+
+
+def prediction_failure(answer: ServedModel, exc: Exception) -> Reply:
+    """The reply when `answer`'s model raised: 422 for a model that cannot take text, else 500."""
+    if isinstance(exc, UnsupportedModelError):
+        return error(422, str(exc))
+    log.error("prediction with run %s failed", answer.run_id, exc_info=exc)
+    return error(500, f"prediction failed: {type(exc).__name__}")
 
 
 class Answers:
@@ -75,8 +84,7 @@ class Answers:
                 try:
                     outputs = answer.model.predict([requests[i].document for i in rows], top_k)
                 except Exception as exc:  # a broken model fails its own requests, not the batch
-                    log.exception("prediction with run %s failed", answer.run_id)
-                    failure = error(500, f"prediction failed: {type(exc).__name__}")
+                    failure = prediction_failure(answer, exc)
                     for i in rows:
                         replies[i] = failure
                     continue
@@ -101,10 +109,13 @@ class Answers:
         answer = (await self.served([model_id]))[model_id]
         if isinstance(answer, Reply):
             return answer
-        if len(documents) <= INLINE_DOCUMENTS:
-            outputs = answer.model.predict(documents, top_k)
-        else:  # keep the event loop answering other requests meanwhile
-            outputs = await anyio.to_thread.run_sync(answer.model.predict, documents, top_k, limiter=self._compute)
+        try:
+            if len(documents) <= INLINE_DOCUMENTS:
+                outputs = answer.model.predict(documents, top_k)
+            else:  # keep the event loop answering other requests meanwhile
+                outputs = await anyio.to_thread.run_sync(answer.model.predict, documents, top_k, limiter=self._compute)
+        except Exception as exc:
+            return prediction_failure(answer, exc)
         body = {
             "model_id": answer.run_id,
             "model_name": answer.name,

@@ -99,6 +99,7 @@ class BatchOutput(bentoml.IODescriptor):
 
 # BentoML declares 200, 400, 404 and 500 for every API; the prediction routes also answer:
 MORE_ANSWERS = {
+    422: "Unprocessable Content: the model cannot classify text (its signature takes no single string input)",
     413: "Content Too Large: body over MINIAUTOML_MAX_REQUEST_BYTES, or a document or batch over its limit",
     503: "Service Unavailable: overloaded (queued over MINIAUTOML_BATCH_MAX_LATENCY_MS) or not ready",
     504: "Gateway Timeout: not answered within MINIAUTOML_REQUEST_TIMEOUT_SECONDS",

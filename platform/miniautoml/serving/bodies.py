@@ -145,17 +145,23 @@ _NULLABLE_INT = WithJsonSchema({"type": "integer", "nullable": True})
 _NULLABLE_STR = WithJsonSchema({"type": "string", "nullable": True})
 
 
+SCORES_HELP = (
+    "the top_k labels and their probabilities; empty ({}) when the model gives no probabilities "
+    "(a foreign MLflow model whose pyfunc output is labels only, e.g. an mlflow.sklearn model)"
+)
+
+
 class Prediction(BaseModel):
-    result: str = Field(description="the most probable label")
+    result: str = Field(description="the most probable label (a foreign model's output, as text)")
     model_id: str = Field(description="the run id of the model that answered")
     model_name: Annotated[str | None, _NULLABLE_STR] = Field(description="registered model name, if the run is registered")
     model_version: Annotated[int | None, _NULLABLE_INT] = Field(description="registered version, if the run is registered")
-    scores: dict[str, float] = Field(description="the top_k labels and their probabilities")
+    scores: dict[str, float] = Field(description=SCORES_HELP)
 
 
 class DocumentPrediction(BaseModel):
-    result: str
-    scores: dict[str, float]
+    result: str = Field(description="the most probable label")
+    scores: dict[str, float] = Field(description=SCORES_HELP)
 
 
 class BatchPrediction(BaseModel):

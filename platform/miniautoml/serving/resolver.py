@@ -2,7 +2,8 @@
 
 Every form of model id ends at a run id, the key of the model pool's cache. `MlflowResolver`
 asks the workspace's tracking store; `StaticResolver` is a bento's, which knows one model only.
-`load_python_model` loads what a `ModelSource` names through MLflow's pyfunc flavour.
+`load_python_model` loads what a `ModelSource` names through MLflow's pyfunc flavour, as a predictor
+(`miniautoml.serving.predictors`: our models' fast path, or the pyfunc adapter of any other model).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
+from miniautoml.errors import NotFoundError, UserInputError
 from miniautoml.serving.model_id import ModelRef
+from miniautoml.serving.predictors import Predictor, predictor_for
 
 if TYPE_CHECKING:
     from miniautoml.config import Settings
@@ -35,10 +37,7 @@ class ModelSource:
     version_hash: str | None = None
 
 
-class PythonModel(Protocol):
-    """The contract of `training_code.pyfunc.IntentClassifierModel` that serving relies on."""
-
-    def predict_texts(self, texts: Sequence[str], top_k: int = 3) -> list[dict[str, Any]]: ...
+PythonModel = Predictor  # what a loader returns: `predict_texts(texts, top_k)`, for every kind of model
 
 
 class Resolver(Protocol):
@@ -159,16 +158,15 @@ def bento_model_ids(source: ModelSource, built_from: str | None = None) -> list[
 
 
 def load_python_model(source: ModelSource) -> PythonModel:
-    """The unwrapped python model of an MLflow pyfunc model (its fast `predict_texts`)."""
+    """The predictor of the MLflow pyfunc model `source` names: our models' own `predict_texts`
+    (the fast path), any other pyfunc model through its adapter (`predictors.predictor_for`)."""
+    import mlflow.pyfunc
+
     from miniautoml.adapters import mlflow as mlflow_adapter
 
     try:
-        model = mlflow_adapter.load_python_model(None, source.model_uri, f"run {source.run_id} has no model at {source.model_uri}")
+        with mlflow_adapter.errors(not_found=f"run {source.run_id} has no model at {source.model_uri}"):
+            model = mlflow.pyfunc.load_model(source.model_uri)
     except OSError as exc:  # artifact files missing on disk
         raise NotFoundError(f"run {source.run_id}: model files not found ({exc})") from None
-    if not callable(getattr(model, "predict_texts", None)):
-        raise MiniAutoMLError(
-            f"model of run {source.run_id} is a {type(model).__name__} without predict_texts(); "
-            "it was not trained by training_code"
-        )
-    return model
+    return predictor_for(model, source.run_id)
