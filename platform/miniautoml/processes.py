@@ -371,11 +371,14 @@ def write_pidfile(path: Path, process: Process, **fields: Any) -> dict[str, Any]
     seconds since the epoch), command line, then `fields`. Returns the record."""
     import psutil
 
+    # A child we spawned may not have exec'd yet (its /proc cmdline is still empty or the
+    # parent's): the argv we started it with is what it will run.
+    spawned = [str(arg) for arg in process.popen.args] if process.popen is not None else None
     try:
         info = psutil.Process(process.pid)
-        create_time, cmdline = info.create_time(), info.cmdline()
+        create_time, cmdline = info.create_time(), spawned or info.cmdline()
     except psutil.Error:  # exited at once: whoever waits for it reports that
-        create_time, cmdline = 0.0, list(process.popen.args) if process.popen is not None else []
+        create_time, cmdline = 0.0, spawned or []
     record = {"pid": process.pid, "start": process.ref.start, "create_time": create_time, "cmdline": cmdline,
               **fields}
     atomic_write_json(path, record)
