@@ -24,7 +24,9 @@ cannot take text answers 422 naming its signature.
 model_name/model_version name the registered version the answering run is (null if none), by
 whichever id the model was asked for. Errors are one line, `{"error": message}`: 400 malformed
 JSON / wrong type / missing or empty field / bad model id (the message names the field),
-404 unknown model, 422 model cannot take text, 413 body, document or batch too large, 503 overloaded, 504 timed out.
+401 no or a wrong API key (with MINIAUTOML_API_KEYS_FILE: every route but /livez, /readyz,
+/docs.json needs `Authorization: Bearer <key>`), 403 a run id that is no registered version
+(MINIAUTOML_REGISTERED_ONLY=1), 404 unknown model, 422 model cannot take text, 413 body, document or batch too large, 503 overloaded, 504 timed out.
 
 This file declares the service; what it does is plain code in `miniautoml.serving` (bodies,
 answers, middleware, bentoml_io, worker, timeout_patch). Settings come from the environment:
@@ -41,13 +43,15 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from miniautoml import serving
-from miniautoml.serving import bentoml_io, bodies, middleware, timeout_patch, worker
+from miniautoml.serving import auth, bentoml_io, bodies, middleware, timeout_patch, worker
 from miniautoml.serving.answers import Answers, Reply
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in server logs
 log = logging.getLogger("miniautoml.bentos.service")
 OPTIONS = serving.ServingOptions.from_env()
 REQUESTS = bodies.request_models(OPTIONS)
+# A missing, unreadable or empty keys file stops the server here, before it listens.
+API_KEYS = auth.ApiKeys(OPTIONS.api_keys_file) if OPTIONS.api_keys_file else None
 if OPTIONS.patch_timeout_timers:
     timeout_patch.apply()
 
@@ -152,8 +156,14 @@ class PredictionService:
 
 def openapi_document() -> dict:
     """The service's OpenAPI document: BentoML's, plus what it cannot declare."""
-    return bentoml_io.complete_openapi(PredictionService.openapi_spec.asdict())
+    return bentoml_io.complete_openapi(
+        PredictionService.openapi_spec.asdict(),
+        api_keys=API_KEYS is not None,
+        registered_only=OPTIONS.registered_only and not ARGS.model,
+    )
 
 
+if API_KEYS is not None:  # first: outermost, so no body is read for a request without a key
+    PredictionService.add_asgi_middleware(middleware.BearerAuth, keys=API_KEYS)
 PredictionService.add_asgi_middleware(middleware.RequestSizeLimit, max_bytes=OPTIONS.max_request_bytes)
 PredictionService.add_asgi_middleware(middleware.OpenAPIDocument, document=openapi_document)

@@ -13,18 +13,55 @@ from miniautoml.cli.output import emit, info
 @click.option("--port", default=3000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=None, type=int, help="Server processes [default: $MINIAUTOML_WORKERS or 1].")
 @click.option("--bento", default=None, metavar="TAG", help="Serve a built bento instead of the workspace's registry.")
+@click.option(
+    "--api-keys-file",
+    default=None,
+    metavar="FILE",
+    help="Require 'Authorization: Bearer KEY' on /predict, /predict_batch and /metrics; one key per line, "
+    "reread on change [default: $MINIAUTOML_API_KEYS_FILE].",
+)
+@click.option(
+    "--registered-only/--any-run",
+    default=None,
+    help="Serve registered model versions only (other run ids: 403) "
+    "[default: $MINIAUTOML_REGISTERED_ONLY, else on unless --host is loopback].",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int | None, bento: str | None) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int | None,
+    bento: str | None,
+    api_keys_file: str | None,
+    registered_only: bool | None,
+) -> None:
     """Run the prediction service (BentoML) for the workspace's models.
 
     POST /predict {"model_id": RUN_ID|NAME@ALIAS|NAME/VERSION, "document": TEXT}.
     Knobs: MINIAUTOML_MODEL_CACHE_SIZE, MINIAUTOML_ALIAS_REFRESH_SECONDS, MINIAUTOML_BATCHING,
     MINIAUTOML_MAX_DOCUMENT_CHARS, ... (see miniautoml.serving.ServingOptions).
     """
+    import os
+
     from miniautoml import processes
     from miniautoml.serving import server_launch
+    from miniautoml.serving.launch import exposure_warning
 
-    launch = server_launch(settings_of(ctx), host=host, port=port, workers=workers, bento=bento)
+    settings = settings_of(ctx)
+    keys = api_keys_file or os.environ.get("MINIAUTOML_API_KEYS_FILE", "").strip()
+    warning = exposure_warning(host, {"MINIAUTOML_API_KEYS_FILE": keys} if keys else {})
+    if warning:
+        info(warning)
+    launch = server_launch(
+        settings,
+        host=host,
+        port=port,
+        workers=workers,
+        bento=bento,
+        api_keys_file=api_keys_file,
+        registered_only=registered_only,
+    )
     info(f"serving {'bento ' + bento if bento else 'the model registry'} on http://{host}:{port}")
     processes.exec_command(launch)
 

@@ -22,6 +22,7 @@ from miniautoml.errors import NotFoundError, UserInputError
 from miniautoml.serving.bodies import InvalidRequest
 from miniautoml.serving.pool import ModelPool, ServedModel
 from miniautoml.serving.predictors import UnsupportedModelError
+from miniautoml.serving.resolver import NotRegisteredError
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class Answers:
     async def _load(self, model_id: str) -> ServedModel | Reply:
         try:
             return await anyio.to_thread.run_sync(self.pool.get, model_id)
+        except NotRegisteredError as exc:
+            return error(403, str(exc))
         except NotFoundError as exc:
             return error(404, str(exc))
         except UserInputError as exc:

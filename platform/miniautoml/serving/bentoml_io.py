@@ -107,9 +107,12 @@ MORE_ANSWERS = {
 ROUTES = ("/predict", "/predict_batch")
 
 
-def complete_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+def complete_openapi(
+    spec: dict[str, Any], *, api_keys: bool = False, registered_only: bool = False
+) -> dict[str, Any]:
     """BentoML's OpenAPI document `spec` plus what it cannot declare: a required body and the
-    413/503/504 answers of the prediction routes (changed in place, and returned)."""
+    413/503/504 answers of the prediction routes (changed in place, and returned); with
+    `api_keys`, the Bearer security scheme and 401, with `registered_only` 403."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = {
         "type": "object",
@@ -123,4 +126,17 @@ def complete_openapi(spec: dict[str, Any]) -> dict[str, Any]:
         responses = spec["paths"][route]["post"]["responses"]
         for status, description in MORE_ANSWERS.items():
             responses.setdefault(status, {"description": description, "content": error})
+        if api_keys:
+            spec["paths"][route]["post"]["security"] = [{"bearerAuth": []}]
+            responses.setdefault(401, {"description": "Unauthorized: no or a wrong API key", "content": error})
+        if registered_only:
+            responses.setdefault(
+                403, {"description": "Forbidden: the run is not a registered model version", "content": error}
+            )
+    if api_keys:
+        spec["components"].setdefault("securitySchemes", {})["bearerAuth"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key of the server's keys file (MINIAUTOML_API_KEYS_FILE)",
+        }
     return spec

@@ -1,4 +1,4 @@
-"""ASGI middleware of the prediction service: the request-body size limit and the /docs.json route."""
+"""ASGI middleware of the prediction service: API keys, the request-body size limit and the /docs.json route."""
 
 from __future__ import annotations
 
@@ -9,6 +9,40 @@ from typing import Any
 from starlette.responses import Response
 
 from miniautoml.serving.answers import error
+
+
+# Paths answered without a key: probes, the OpenAPI document, the Swagger UI and its files.
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/docs.json", "/"})
+OPEN_PREFIXES = ("/static_content/",)
+
+
+class BearerAuth:
+    """401 for requests without `Authorization: Bearer <key>` of one of `keys` (an ApiKeys),
+    on every path but the open ones (probes and docs), before anything reads the body."""
+
+    def __init__(self, app: Any, keys: Any) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            return await self.app(scope, receive, send)
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if self.keys.allows(authorization):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        message = (
+            "missing API key: send 'Authorization: Bearer <key>'"
+            if authorization is None
+            else "invalid API key: send 'Authorization: Bearer <key>' with a key of the server's keys file"
+        )
+        response = error(401, message).response()
+        response.headers["WWW-Authenticate"] = "Bearer"
+        await response(scope, receive, send)
 
 
 class RequestSizeLimit:

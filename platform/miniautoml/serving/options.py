@@ -68,6 +68,8 @@ class ServingOptions:
     gc_threshold: tuple[int, ...] = ()  # MINIAUTOML_GC_THRESHOLD: e.g. "20000,50,100"
     preload: tuple[str, ...] = ()  # MINIAUTOML_PRELOAD_MODELS: model ids loaded at start-up
     patch_timeout_timers: bool = True  # MINIAUTOML_PATCH_TIMEOUT_TIMERS: see serving.timeout_patch
+    api_keys_file: str = ""  # MINIAUTOML_API_KEYS_FILE: Bearer keys, one a line; empty = no keys asked
+    registered_only: bool = False  # MINIAUTOML_REGISTERED_ONLY: run ids of registered versions only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ServingOptions":
@@ -101,4 +103,6 @@ class ServingOptions:
             gc_threshold=gc_threshold,
             preload=tuple(m.strip() for m in env.get("MINIAUTOML_PRELOAD_MODELS", "").split(",") if m.strip()),
             patch_timeout_timers=_env_flag(env, "MINIAUTOML_PATCH_TIMEOUT_TIMERS", d.patch_timeout_timers),
+            api_keys_file=env.get("MINIAUTOML_API_KEYS_FILE", "").strip(),
+            registered_only=_env_flag(env, "MINIAUTOML_REGISTERED_ONLY", d.registered_only),
         )

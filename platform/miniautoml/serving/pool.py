@@ -292,7 +292,7 @@ class ModelPool:
 def pool_for_workspace(settings: "Settings", options: ServingOptions, **kwargs: Any) -> ModelPool:
     """The pool of a registry-backed prediction server of `settings`' workspace."""
     return ModelPool(
-        MlflowResolver(settings),
+        MlflowResolver(settings, registered_only=options.registered_only),
         capacity=options.cache_size,
         alias_refresh_seconds=options.alias_refresh_seconds,
         not_found_ttl_seconds=options.not_found_ttl_seconds,

@@ -49,11 +49,16 @@ class Resolver(Protocol):
 Loader = Callable[[ModelSource], PythonModel]
 
 
+class NotRegisteredError(NotFoundError):
+    """A run id that is no registered model version, asked of a registered-only server (403)."""
+
+
 class MlflowResolver:
     """Model ids -> MLflow runs and registry versions of one workspace."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: "Settings", *, registered_only: bool = False) -> None:
         self.settings = settings
+        self.registered_only = registered_only  # run ids only when some registered version is the run
 
     def resolve(self, ref: ModelRef) -> ModelSource:
         from miniautoml import registry, runs
@@ -66,6 +71,11 @@ class MlflowResolver:
                 raise NotFoundError(f"model {ref.text!r} not found: no such run") from None
             tags = run.data.tags
             registered = self._registered_version(ref.run_id)
+            if registered is None and self.registered_only:
+                raise NotRegisteredError(
+                    f"run {ref.run_id} is not a registered model version; "
+                    "this service serves registered models only (--registered-only)"
+                )
             return ModelSource(
                 run_id=ref.run_id,
                 model_uri=f"runs:/{ref.run_id}/model",
