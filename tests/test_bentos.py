@@ -84,6 +84,20 @@ def test_the_bentoml_model_carries_the_lineage_labels(built: dict, models: Train
     }  # dataset_id / version_hash appear when the run trained on a dataset snapshot
 
 
+def test_the_serve_hint_binds_the_loopback(built: dict) -> None:
+    assert built["serve"].endswith(f"bentoml serve {built['tag']} --host 127.0.0.1")  # BentoML's default: 0.0.0.0
+
+
+def test_the_bentoml_model_metadata_holds_no_credentials(built: dict, models: TrainedModels) -> None:
+    from miniautoml.redact import has_credentials
+
+    name, version = built["model_tag"].split(":")
+    model_yaml = yaml.safe_load((Path(built["bentoml_home"]) / "models" / name / version / "model.yaml").read_text())
+    metadata = model_yaml["metadata"]
+    assert set(metadata) == {"mlflow_model_uri", "tracking_uri"}
+    assert metadata["tracking_uri"] == models.tracking_uri and not has_credentials(metadata["tracking_uri"])
+
+
 def test_the_bento_names_its_model_and_pins_a_cpu_torch_without_a_lock_file(built: dict) -> None:
     root = bento_dir(built)
     info = yaml.safe_load((root / "bento.yaml").read_text())

@@ -46,6 +46,22 @@ def test_keys_stay_out_of_git(cli, workspace, s3_server, data):
     assert "testing-secret" in (workspace / ".dvc" / "config.local").read_text()
 
 
+def test_config_local_holds_the_keys_readable_by_its_owner_only(cli, workspace, s3_server, data):
+    env = s3_server.env()
+    assert cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env).returncode == 0
+    local = workspace / ".dvc" / "config.local"
+    assert local.stat().st_mode & 0o777 == 0o600
+    text = local.read_text()
+    assert "testing-secret" in text and "access_key_id = testing" in text
+    assert env["MINIAUTOML_S3_ENDPOINT"] in text
+    assert "testing-secret" not in (workspace / ".dvc" / "config").read_text()
+    assert not list((workspace / ".dvc").glob(".config.local.*"))  # no temporary file left behind
+    local.chmod(0o644)  # a config.local of before: the next write makes it private again
+    assert cli("dataset", "update", "intents", "--file", str(data[1]), env=env).returncode == 0
+    assert local.stat().st_mode & 0o777 == 0o600
+    assert "testing-secret" in local.read_text()
+
+
 def test_fresh_clone_pulls_a_commit_from_s3(cli, workspace, tmp_path, s3_server, data):
     env = s3_server.env()
     created = cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env).json

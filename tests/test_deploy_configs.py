@@ -97,7 +97,7 @@ def test_compose_startup_order_waits_on_health(compose):
         "postgres": {"condition": "service_healthy"},
         "minio-init": {"condition": "service_completed_successfully"},
     }
-    assert services["prediction"]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    assert "depends_on" not in services["prediction"]  # the bento serves its own model: no MLflow needed
     checks = {name: " ".join(s["healthcheck"]["test"]) for name, s in services.items() if "healthcheck" in s}
     assert set(checks) == {"minio", "postgres", "mlflow", "prediction"}
     assert "mc ready local" in checks["minio"]
@@ -133,7 +133,7 @@ def test_compose_mlflow_uses_postgres_and_minio(compose):
     assert argv[-1] == "--serve-artifacts"
     opts = {argv[i]: argv[i + 1] for i in range(3, len(argv) - 1, 2)}
     assert opts["--port"] == "5000" and opts["--host"] == "0.0.0.0"
-    assert opts["--backend-store-uri"] == "$MLFLOW_BACKEND_STORE_URI"
+    assert "--backend-store-uri" not in opts  # read from MLFLOW_BACKEND_STORE_URI
     assert opts["--artifacts-destination"] == "$MLFLOW_ARTIFACTS_DESTINATION"
     build = mlflow["build"]
     dockerfile = REPO / build["context"] / build["dockerfile"]
@@ -148,8 +148,24 @@ def test_compose_prediction_runs_the_containerized_bento(compose):
     assert prediction["image"] == "${MINIAUTOML_BENTO_IMAGE:-miniautoml-prediction:latest}"
     assert interpolate(prediction["image"], {"MINIAUTOML_BENTO_IMAGE": "reg/x:1"}) == "reg/x:1"
     env = {k: interpolate(str(v)) for k, v in prediction["environment"].items()}
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    # Nothing it does not use: no S3 keys, no tracking server (the model is inside the bento).
+    assert not [k for k in env if k.startswith(("AWS_", "MLFLOW_", "MINIO_"))]
+
+
+def test_compose_header_builds_the_bento_with_miniautoml():
+    header = [ln for ln in (REPO / "docker-compose.yml").read_text().splitlines() if ln.startswith("#")]
+    commands = [ln.lstrip("# ") for ln in header]
+    assert any(c.startswith("miniautoml bento build ") for c in commands)
+    assert any(c.startswith("BENTOML_HOME=") and "bentoml containerize" in c for c in commands)
+    assert not any(c.startswith("bentoml build") for c in commands)
+
+
+def test_compose_mlflow_store_password_stays_off_the_command_line(compose):
+    mlflow = compose["services"]["mlflow"]
+    command = interpolate(" ".join(mlflow["command"]))
+    assert "--backend-store-uri" not in command and "POSTGRES_PASSWORD" not in command
+    assert "@postgres" not in command  # no user:password@ on the command line
+    assert "MLFLOW_BACKEND_STORE_URI" in mlflow["environment"]  # `mlflow server` reads it from there
 
 
 def test_compose_volumes_are_declared(compose):
@@ -339,6 +355,14 @@ def find(tree: list, name: str) -> list:
         if block:
             out += find(block, name)
     return out
+
+
+def test_prediction_pods_get_no_s3_keys_or_tracking_uri():
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "prediction-k8s.yaml").read_text()) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        names = [e["name"] for e in container.get("env", [])]
+        assert not [n for n in names if n.startswith(("AWS_", "MLFLOW_", "MINIO_"))]
 
 
 @pytest.mark.parametrize("conf", ["nginx-prediction.conf", "nginx-minio.conf"])

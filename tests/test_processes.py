@@ -187,6 +187,18 @@ def test_pid_file_round_trip_finds_the_same_process(tmp_path: Path, cleanup):
     assert Process.from_record(record) is None  # exited: nothing to signal
 
 
+def test_a_pid_file_finds_a_script_run_through_its_shebang(tmp_path: Path, cleanup):
+    # `.venv/bin/mlflow server` runs as `python3.11 .venv/bin/mlflow server`: still the same command.
+    script = tmp_path / "svc"
+    script.write_text(f"#!{sys.executable}\nimport time, sys\ntime.sleep(300)\n")
+    script.chmod(0o755)
+    proc = processes.spawn(Command([str(script), "--flag"]), name="svc")
+    cleanup.append(proc.pid)
+    record = processes.write_pidfile(tmp_path / "svc.json", proc)
+    found = Process.from_record(record)
+    assert found is not None and found.pid == proc.pid
+
+
 def test_a_reused_pid_is_not_taken_for_the_recorded_process(tmp_path: Path, cleanup):
     bystander = processes.spawn(python("import time; time.sleep(300)"))
     cleanup.append(bystander.pid)

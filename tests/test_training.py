@@ -404,6 +404,7 @@ def test_registered_version_is_tagged_with_run_and_dataset(trained):
     assert version.run_id == trained.result.run_id
     assert version.tags["run_id"] == trained.result.run_id
     assert (version.tags["dataset_id"], version.tags["version_hash"]) == (trained.dataset_id, trained.version_hash)
+    assert version.tags["algorithm"] == "intent-classification"  # `models show` reads it
 
 
 @pytest.mark.slow

@@ -44,7 +44,11 @@ class FitResult:
     stopped_early: bool = False
 
 
-def _batch(encoded: Sequence[list[int]], rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(encoded: Sequence[list[int]] | torch.Tensor, rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """The model's inputs for `rows`: (ids, offsets) of token lists, or (embeddings,) of a
+    precomputed [n, dim] tensor (intent-minilm's frozen sentence embeddings)."""
+    if isinstance(encoded, torch.Tensor):
+        return (encoded[torch.as_tensor(list(rows), dtype=torch.long)],)
     ids: list[int] = []
     offsets: list[int] = []
     for i in rows:
@@ -54,7 +58,7 @@ def _batch(encoded: Sequence[list[int]], rows: Sequence[int]) -> tuple[torch.Ten
 
 
 def evaluate(
-    model: nn.Module, encoded: Sequence[list[int]], labels: Sequence[int], rows: Sequence[int], batch_size: int = 1024
+    model: nn.Module, encoded: Sequence[list[int]] | torch.Tensor, labels: Sequence[int], rows: Sequence[int], batch_size: int = 1024
 ) -> Evaluation:
     if not rows:
         return Evaluation(loss=float("nan"), accuracy=float("nan"), predictions=[])
@@ -74,7 +78,7 @@ def evaluate(
 def fit(
     model: nn.Module,
     optimisation: Optimisation,
-    encoded: Sequence[list[int]],
+    encoded: Sequence[list[int]] | torch.Tensor,
     labels: Sequence[int],
     train_rows: Sequence[int],
     val_rows: Sequence[int],

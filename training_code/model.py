@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-MODELS = ("fasttext", "book")
+MODELS = ("fasttext", "book", "minilm")  # minilm: a head on sentence embeddings (training_code.minilm)
 OPTIMIZERS = ("adam", "sgd")
 
 

@@ -24,7 +24,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from miniautoml.errors import MiniAutoMLError
-from training_code.validation import is_set, validate_label_count, validate_params
+from training_code.validation import (
+    ENCODER_ALGORITHM,
+    is_set,
+    require_encoder,
+    validate_label_count,
+    validate_params,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -121,17 +127,47 @@ def _write_dvc_outputs(cfg: Mapping[str, Any], metrics: Mapping[str, float], fit
 class _Trained:
     """A fitted network and what it was fitted on, before anything is logged about it."""
 
-    tokenizer: "Tokenizer"
+    tokenizer: "Tokenizer | None"  # None for intent-minilm (the encoder tokenises)
     spec: "ModelSpec"
     network: "torch.nn.Module"
     parts: "Split"
     fit: "FitResult"
     test: "Evaluation"
     train_seconds: float
+    encoder: dict[str, str] | None = None  # intent-minilm: the encoder package and its version
 
 
-def _fit(params: Mapping[str, Any], examples: "Examples") -> _Trained:
-    """Split, build the vocabulary on the training part, train with per-epoch MLflow metrics."""
+def _embed(params: Mapping[str, Any], examples: "Examples", settings: "Settings | None") -> "torch.Tensor":
+    """intent-minilm: the dataset's sentence embeddings, from the workspace cache when this data
+    was embedded by this encoder version before (`.miniautoml/cache/embeddings`)."""
+    import mlflow
+    import torch
+
+    from training_code import minilm
+
+    threads = int(params["model"].get("encode_threads") or 0) or (os.cpu_count() or 1)
+    cache_dir = settings.state_dir / "cache" / "embeddings" if settings is not None else None
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    started = time.time()
+    try:
+        embeddings, hit = minilm.embed_cached(minilm.SentenceEncoder, examples.texts, cache_dir, examples.digest)
+    finally:
+        torch.set_num_threads(previous)
+    seconds = time.time() - started
+    log.info(
+        "embedded %d texts with %s %s: %s in %.1fs",
+        len(examples.texts), minilm.ENCODER_PACKAGE, minilm.encoder_version(),
+        "cache hit" if hit else f"{len(examples.texts) / max(seconds, 1e-9):.0f} texts/s", seconds,
+    )  # fmt: skip
+    mlflow.log_metric("embed_seconds", seconds)
+    mlflow.set_tag("embedding_cache", "hit" if hit else "miss")
+    return embeddings
+
+
+def _fit(params: Mapping[str, Any], examples: "Examples", settings: "Settings | None" = None) -> _Trained:
+    """Split, build the vocabulary on the training part (or embed the texts with the sentence
+    encoder for intent-minilm), train with per-epoch MLflow metrics."""
     import mlflow
 
     from training_code import data, engine, tracking
@@ -141,20 +177,37 @@ def _fit(params: Mapping[str, Any], examples: "Examples") -> _Trained:
     seed = int(params["seed"])
     model_cfg, opt_cfg, data_cfg = params["model"], params["optimizer"], params["data"]
     parts = data.split(examples.labels, float(data_cfg["val_fraction"]), float(data_cfg["test_fraction"]), seed)
-    tok_cfg = model_cfg.get("tokenizer") or {}
-    tokenizer = Tokenizer.build(
-        (examples.texts[i] for i in parts.train),
-        ngrams=int(tok_cfg.get("ngrams", 2)),
-        min_count=int(tok_cfg.get("min_count", 1)),
-    )
-    encoded = [tokenizer.encode(text) for text in examples.texts]
-    spec = ModelSpec(
-        name=str(model_cfg["name"]),
-        vocab_size=len(tokenizer),
-        num_labels=len(examples.label_names),
-        embed_dim=int(model_cfg.get("embed_dim") or 100),
-        hidden_dim=int(model_cfg.get("hidden_dim") or 64),
-    )
+    encoder: dict[str, str] | None = None
+    if str(model_cfg["name"]) == "minilm":
+        from training_code import minilm
+
+        tokenizer = None
+        encoded: Any = _embed(params, examples, settings)
+        spec = ModelSpec(
+            name="minilm",
+            vocab_size=0,
+            num_labels=len(examples.label_names),
+            embed_dim=minilm.EMBED_DIM,
+            hidden_dim=int(model_cfg.get("hidden_dim") or 0),
+        )
+        encoder = {"package": minilm.ENCODER_PACKAGE, "version": minilm.encoder_version()}
+        encoder["transformers"] = minilm.transformers_version()
+        tracking.log_new_params({"encoder": f"{encoder['package']}=={encoder['version']}"})
+    else:
+        tok_cfg = model_cfg.get("tokenizer") or {}
+        tokenizer = Tokenizer.build(
+            (examples.texts[i] for i in parts.train),
+            ngrams=int(tok_cfg.get("ngrams", 2)),
+            min_count=int(tok_cfg.get("min_count", 1)),
+        )
+        encoded = [tokenizer.encode(text) for text in examples.texts]
+        spec = ModelSpec(
+            name=str(model_cfg["name"]),
+            vocab_size=len(tokenizer),
+            num_labels=len(examples.label_names),
+            embed_dim=int(model_cfg.get("embed_dim") or 100),
+            hidden_dim=int(model_cfg.get("hidden_dim") or 64),
+        )
     sizes = {"vocab_size": spec.vocab_size, "num_labels": spec.num_labels, "train_examples": len(parts.train)}
     sizes |= {"val_examples": len(parts.val), "test_examples": len(parts.test)}
     tracking.log_new_params({k: str(v) for k, v in sizes.items()})
@@ -163,7 +216,12 @@ def _fit(params: Mapping[str, Any], examples: "Examples") -> _Trained:
         examples.name, len(examples), len(parts.train), len(parts.val), len(parts.test), spec.num_labels, spec.vocab_size,
     )
 
-    network = build_model(spec)
+    if spec.name == "minilm":
+        from training_code.minilm import build_head
+
+        network = build_head(spec, dropout=float(model_cfg.get("dropout") or 0.0))
+    else:
+        network = build_model(spec)
     optimisation = build_optimisation(
         network,
         str(opt_cfg["name"]),
@@ -199,13 +257,15 @@ def _fit(params: Mapping[str, Any], examples: "Examples") -> _Trained:
     )
     train_seconds = time.time() - started
     test = engine.evaluate(network, encoded, examples.labels, parts.test)
-    return _Trained(tokenizer, spec, network, parts, fit, test, train_seconds)
+    return _Trained(tokenizer, spec, network, parts, fit, test, train_seconds, encoder)
 
 
 def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = None) -> TrainResult:
     """Train, evaluate and log one model; raises MiniAutoMLError (ParamError) on bad input."""
     params = _as_dict(cfg)
     validate_params(params)
+    if params.get("algorithm") == ENCODER_ALGORITHM:
+        require_encoder()  # one line naming the extra, before a run is created
     if not is_set(params.get("dataset_id")):
         from training_code.data import csv_paths
 
@@ -242,7 +302,7 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
         mlflow.set_tags(tags | {"mlflow.note.content": tracking.describe(params, tags)})
         tracking.log_dataset(examples)
 
-        t = _fit(params, examples)
+        t = _fit(params, examples, settings)
         summary = {"test_accuracy": t.test.accuracy, "test_loss": t.test.loss, "val_accuracy": t.fit.best_val_accuracy}
         summary |= {"best_epoch": t.fit.best_epoch, "epochs_trained": len(t.fit.history)}
         mlflow.log_metrics(
@@ -258,11 +318,22 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
             plots.confusion_matrix(truth, t.test.predictions, examples.label_names, tmp / "confusion_matrix.png")
             mlflow.log_artifact(str(tmp / "learning_curve.png"))
             mlflow.log_artifact(str(tmp / "confusion_matrix.png"))
-            artifacts = IntentClassifierModel.save_files(
-                tmp / "model", t.network, t.tokenizer, examples.label_names, t.spec
-            )
+            if t.tokenizer is None:
+                from training_code.minilm import MiniLMIntentModel
+
+                python_model: IntentClassifierModel = MiniLMIntentModel()
+                artifacts = MiniLMIntentModel.save_files(
+                    tmp / "model", t.network, examples.label_names, t.spec, t.encoder or {}
+                )
+            else:
+                python_model = IntentClassifierModel()
+                artifacts = IntentClassifierModel.save_files(
+                    tmp / "model", t.network, t.tokenizer, examples.label_names, t.spec
+                )
             example_texts = [examples.texts[i] for i in t.parts.test[:2]]
-            model_version = _log_model(settings, params, artifacts, examples, example_texts, run_id)
+            model_version = _log_model(
+                settings, params, artifacts, examples, example_texts, run_id, python_model, t.encoder
+            )
         if is_set(params.get("metrics_path")):
             _write_dvc_outputs(params, summary, t.fit)
         result = (
@@ -290,6 +361,8 @@ def _log_model(
     examples: "Examples",
     example_texts: list[str],
     run_id: str,
+    python_model: Any = None,
+    encoder: Mapping[str, str] | None = None,
 ) -> str | None:
     """Log the pyfunc (with this package as code) and register it when `model_name` is set."""
     import mlflow
@@ -311,7 +384,7 @@ def _log_model(
     model_name = str(params.get("model_name") or "").strip() or None
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=IntentClassifierModel(),
+        python_model=python_model if python_model is not None else IntentClassifierModel(),
         artifacts=artifacts,
         code_paths=[str(CODE_DIR)],
         signature=signature,
@@ -323,12 +396,14 @@ def _log_model(
             f"torch=={torch.__version__.split('+')[0]}",
             f"pandas=={pd.__version__}",
             f"numpy=={numpy.__version__}",
-        ],
+        ]
+        # intent-minilm: the encoder is the installed package (not copied into the artifacts).
+        + ([f"{encoder['package']}=={encoder['version']}", f"transformers=={encoder['transformers']}"] if encoder else []),
     )
     if model_name is None:
         return None
     version = str(info.registered_model_version)
-    tags = {"run_id": run_id, "snapshot_md5": examples.digest}
+    tags = {"run_id": run_id, "snapshot_md5": examples.digest, "algorithm": str(params["algorithm"])}
     if examples.dataset_id is not None:
         tags |= {"dataset_id": examples.dataset_id, "version_hash": str(examples.version_hash)}
     tracking.tag_model_version(settings, model_name, version, tags)

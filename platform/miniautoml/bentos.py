@@ -22,6 +22,7 @@ import yaml
 from miniautoml import serving
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError
+from miniautoml.redact import redact_uri
 
 BENTOS_DIR = PROJECT_ROOT / "bentos"
 PACKAGE_DIR = Path(serving.__file__).resolve().parents[1]
@@ -31,6 +32,8 @@ BENTO_MODULES = ("__init__.py", "errors.py", "config.py", "serving/*.py")
 # mlflow-skinny: pyfunc loading without the tracking server's dependencies.
 PACKAGES = ("mlflow-skinny", "pandas", "numpy", "orjson", "uvloop", "httptools", "prometheus-client")
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# The `bentoml serve` hint binds the loopback; BentoML's own default is every interface (0.0.0.0).
+SERVE_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class BentoBuild:
     dataset_id: str | None
     version_hash: str | None
     bentoml_home: str
-    serve: str  # the command that serves it
+    serve: str  # the command that serves it (on the loopback)
     containerize: str  # the command that makes an image of it
 
 
@@ -99,6 +102,15 @@ def _bentofile(template: Path, packages: list[str]) -> dict:
     return config
 
 
+def model_metadata(settings: Settings, source: serving.ModelSource) -> dict[str, str]:
+    """What the BentoML model records of where it came from. It ships inside the bento and its
+    image, so nothing secret: URIs lose their passwords and credential parameters."""
+    return {
+        "mlflow_model_uri": redact_uri(source.model_uri) or "",
+        "tracking_uri": redact_uri(settings.tracking_uri) or "",
+    }
+
+
 def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -> BentoBuild:
     """Import the model `model_id` names into the BentoML store and build a bento serving it."""
     from miniautoml.adapters import bentoml as bentoml_adapter
@@ -120,7 +132,7 @@ def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -
         store_name,
         source.model_uri,
         labels=labels,
-        metadata={"mlflow_model_uri": source.model_uri, "tracking_uri": settings.tracking_uri},
+        metadata=model_metadata(settings, source),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bento-build-", dir=settings.state_dir) as tmp:
@@ -150,7 +162,7 @@ def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -
         dataset_id=source.dataset_id,
         version_hash=source.version_hash,
         bentoml_home=str(settings.bentoml_home),
-        serve=f"BENTOML_HOME={settings.bentoml_home} bentoml serve {tag}",
+        serve=f"BENTOML_HOME={settings.bentoml_home} bentoml serve {tag} --host {SERVE_HOST}",
         containerize=f"BENTOML_HOME={settings.bentoml_home} bentoml containerize {tag}",
     )
 

@@ -1,11 +1,10 @@
 """Child processes: start one in its own process group, wait until ready, keep a pid file, stop the group.
 
-Every long-lived process the platform starts goes through here: the stack's services and the lab's
-prediction service (`miniautoml.stack`), the job runner and each job's `mlflow run`
-(`miniautoml.jobs.runner`). `Process` is one handle on such a process, started here (`spawn`) or
-found in a pid file or a job's tags: `wait`, `get_status`, `cancel` (after MLflow's `SubmittedRun`;
-`cancel` signals the whole process group). A process is named by its pid *and* its start time
-(`ProcessRef`), so a pid the OS has since given to another process is never waited for or signalled.
+Every long-lived process the platform starts goes through here: the stack's services, the lab's
+prediction service, the job runner and each job's `mlflow run`. `Process` is one handle on such a
+process, started here (`spawn`) or found in a pid file or job record: `wait`, `get_status`,
+`cancel` (after MLflow's `SubmittedRun`; `cancel` signals the whole process group). A process is
+named by its pid *and* its start time (`ProcessRef`): a reused pid is never waited for or signalled.
 """
 
 from __future__ import annotations
@@ -279,13 +278,20 @@ class Process:
             # A record without the start in clock ticks has it in seconds since the epoch only.
             if not ref.start and abs(proc.create_time() - float(record.get("create_time", 0))) > 0.5:
                 return None
-            if record.get("cmdline") and proc.cmdline() != record["cmdline"]:
+            if record.get("cmdline") and not _same_command(proc.cmdline(), list(record["cmdline"])):
                 return None
         except (psutil.Error, KeyError, TypeError, ValueError):
             return None
         log = record.get("log")
         return cls(ref, name=str(record.get("name", "")), log=Path(log) if log else None,
                    ready_url=record.get("health_url"))
+
+
+def _same_command(live: list[str], recorded: list[str]) -> bool:
+    """`live` runs `recorded`, also when `recorded[0]` is a script whose shebang put an
+    interpreter in front of it (`.venv/bin/mlflow server` runs as `python3.11 .../mlflow server`)."""
+    cut = len(live) - len(recorded)
+    return live == recorded or (bool(recorded) and cut > 0 and live[cut:] == recorded)
 
 
 def _gone(proc: Any) -> bool:
@@ -362,25 +368,23 @@ def _tail(path: Path | None, lines: int = 5) -> str:
         return ""
     return " | ".join(line.strip() for line in text[-lines:])
 
-
 # --------------------------------------------------------------------------- pid files
-
 
 def write_pidfile(path: Path, process: Process, **fields: Any) -> dict[str, Any]:
     """Record `process` in the JSON file `path`: pid, start time (clock ticks since boot and
     seconds since the epoch), command line, then `fields`. Returns the record."""
     import psutil
 
-    # A child we spawned may not have exec'd yet (its /proc cmdline is still empty or the
-    # parent's): the argv we started it with is what it will run.
-    spawned = [str(arg) for arg in process.popen.args] if process.popen is not None else None
+    # A child not yet exec'd shows an empty or our own cmdline: the argv we gave is what it runs.
+    spawned = [str(arg) for arg in process.popen.args] if process.popen is not None else []
     try:
         info = psutil.Process(process.pid)
-        create_time, cmdline = info.create_time(), spawned or info.cmdline()
+        create_time, cmdline = info.create_time(), info.cmdline()
+        if spawned and (not cmdline or cmdline == psutil.Process().cmdline()):
+            cmdline = spawned
     except psutil.Error:  # exited at once: whoever waits for it reports that
-        create_time, cmdline = 0.0, spawned or []
-    record = {"pid": process.pid, "start": process.ref.start, "create_time": create_time, "cmdline": cmdline,
-              **fields}
+        create_time, cmdline = 0.0, spawned
+    record = {"pid": process.pid, "start": process.ref.start, "create_time": create_time, "cmdline": cmdline, **fields}
     atomic_write_json(path, record)
     return record
 

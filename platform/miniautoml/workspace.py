@@ -11,6 +11,7 @@ from miniautoml.adapters import dvc, git, s3
 from miniautoml.config import STATE_DIR, Settings
 from miniautoml.errors import UserInputError, WorkspaceBusyError
 from miniautoml.locks import file_lock
+from miniautoml.redact import redact_uri
 
 LOCK_TIMEOUT_ENV = "MINIAUTOML_LOCK_TIMEOUT"
 
@@ -36,7 +37,7 @@ def init_workspace(settings: Settings) -> dict:
         "workspace": str(ws),
         "created": created,
         "remote": f"s3://{settings.storage.bucket}/dvc" if settings.storage.is_s3 else str(settings.local_remote),
-        "tracking_uri": settings.tracking_uri,
+        "tracking_uri": redact_uri(settings.tracking_uri),
     }
 
 

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING
 
 from miniautoml.config import Settings
 from miniautoml.errors import StorageError
+from miniautoml.files import atomic_write_text
 
 if TYPE_CHECKING:
+    from dvc.config import Config
     from dvc.repo import Repo
 
 REMOTE = "storage"
+LOCAL_CONFIG_MODE = 0o600  # `.dvc/config.local`: the S3 keys, readable by their owner only
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
@@ -76,9 +79,21 @@ def configure_remote(settings: Settings) -> None:
         conf.setdefault("core", {})["autostage"] = False
         # Commits and snapshots are immutable: link them from the cache instead of copying.
         conf.setdefault("cache", {})["type"] = "reflink,hardlink,copy"
-    with config.edit("local") as conf:
-        conf.setdefault("core", {})["site_cache_dir"] = str(settings.state_dir / "dvc-site-cache")
-        conf.setdefault("remote", {})[REMOTE] = local
+    conf = config.read("local")
+    conf.setdefault("core", {})["site_cache_dir"] = str(settings.state_dir / "dvc-site-cache")
+    conf.setdefault("remote", {})[REMOTE] = local
+    _write_local_config(config, conf)
+
+
+def _write_local_config(config: "Config", conf: dict) -> None:
+    """`.dvc/config.local` (it holds the S3 keys): written by us, atomically, mode 0600 from the
+    first byte on, instead of by DVC's `Config.edit`, which opens the file 0644 in place."""
+    from configobj import ConfigObj
+    from dvc.config import Config, _pack_named
+
+    path = Path(config.files["local"])
+    lines = ConfigObj(_pack_named(Config._save_paths(conf, str(path)))).write()
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines), mode=LOCAL_CONFIG_MODE)
 
 
 def add(repo: "Repo", paths: list[Path]) -> dict[Path, str]:

@@ -20,7 +20,7 @@ def bento() -> None:
 def build(ctx: click.Context, model_id: str, name: str | None) -> None:
     """Build a bento serving MODEL_ID (NAME@ALIAS, NAME/VERSION or a run id).
 
-    Prints the bento's tag; then `bentoml serve TAG` or `bentoml containerize TAG`
+    Prints the bento's tag; then `bentoml serve TAG --host 127.0.0.1` or `bentoml containerize TAG`
     (with BENTOML_HOME set to the workspace's store, shown as `bentoml_home`).
     """
     from miniautoml.bentos import build_bento

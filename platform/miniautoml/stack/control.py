@@ -16,6 +16,7 @@ from miniautoml.config import CONFIG_FILE, Settings, load_settings
 from miniautoml.errors import UserInputError
 from miniautoml.locks import file_lock
 from miniautoml.processes import DEFAULT_GRACE, Process
+from miniautoml.redact import redact_uri
 from miniautoml.stack import storage
 from miniautoml.stack.services import (
     BENTO_DIR,
@@ -203,7 +204,7 @@ def _describe(record: dict, state: str, alive: bool | None = None) -> dict:
         out["alive"] = alive
     for key in ("kind", "bucket", "data", "backend_store_uri", "artifact_root", "service", "tracking_uri"):
         if key in record:
-            out[key] = record[key]
+            out[key] = redact_uri(record[key]) if key.endswith("uri") else record[key]
     return out
 
 
@@ -218,7 +219,7 @@ def _urls(services: dict[str, dict], settings: Settings) -> dict[str, str]:
         urls["prediction_docs"] = services["serve"]["url"] + "/docs"
     if services.get("s3", {}).get("url"):
         urls["s3"] = services["s3"]["url"]
-    urls["tracking_uri"] = settings.tracking_uri
+    urls["tracking_uri"] = redact_uri(settings.tracking_uri)
     return urls
 
 
@@ -289,7 +290,7 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
                 else:
                     launch = serve_launch(settings, opts.host, opts.serve_port, keys)
                 if launch is None:
-                    services[name] = {"state": "external", "url": settings.tracking_uri}
+                    services[name] = {"state": "external", "url": redact_uri(settings.tracking_uri)}
                     continue
                 say(f"starting {name} on {launch.url} ...")
                 started.append(_spawn(settings, launch))

@@ -14,6 +14,7 @@ from typing import Any
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError
 from miniautoml.processes import Command
+from miniautoml.redact import has_credentials, redact_uri
 
 ORDER = ("s3", "mlflow", "serve")  # start order; `down` stops in reverse
 DEFAULT_HOST = "127.0.0.1"
@@ -139,19 +140,26 @@ def mlflow_launch(settings: Settings, opts: StackOptions, keys: dict[str, str]) 
         db.parent.mkdir(parents=True, exist_ok=True)
     if settings.artifact_root.startswith("file:"):
         Path(urllib.request.url2pathname(settings.artifact_root[len("file://"):])).mkdir(parents=True, exist_ok=True)
+    env = _service_env(settings, keys)
+    # A store URI with a password goes through the environment (`mlflow server` reads
+    # MLFLOW_BACKEND_STORE_URI), never the command line `ps` shows and the pid file records.
+    if has_credentials(backend):
+        env["MLFLOW_BACKEND_STORE_URI"] = backend
+        store_args: list[str] = []
+    else:
+        store_args = ["--backend-store-uri", backend]
     cmd = [
         str(BIN / "mlflow"), "server",
         "--workers", "1",
         "--host", opts.host,
         "--port", str(opts.mlflow_port),
-        "--backend-store-uri", backend,
+        *store_args,
         "--default-artifact-root", settings.artifact_root,
         "--artifacts-destination", settings.artifact_root,
     ]  # fmt: skip
-    env = _service_env(settings, keys)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job-runner processes on 2 cores
     return Launch("mlflow", Command(cmd, settings.state_dir, env), opts.host, opts.mlflow_port, "/health",
-                  {"backend_store_uri": backend, "artifact_root": settings.artifact_root})
+                  {"backend_store_uri": redact_uri(backend), "artifact_root": redact_uri(settings.artifact_root)})
 
 
 def serve_launch(
@@ -166,4 +174,4 @@ def serve_launch(
     server = server_launch(settings, host=host, port=port)
     command = Command(list(server.argv), server.cwd, {**_service_env(settings, keys), **server.env, **(env or {})})
     return Launch("serve", command, host, port, "/readyz",
-                  {"service": BENTO_SERVICE, "tracking_uri": settings.tracking_uri})
+                  {"service": BENTO_SERVICE, "tracking_uri": redact_uri(settings.tracking_uri)})
