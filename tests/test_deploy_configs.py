@@ -138,8 +138,8 @@ def test_compose_mlflow_uses_postgres_and_minio(compose):
     build = mlflow["build"]
     dockerfile = REPO / build["context"] / build["dockerfile"]
     text = dockerfile.read_text()
-    assert "psycopg2" in text and "boto3" in text  # drivers for the PostgreSQL store and S3 artifacts
-    pin = re.search(r'"mlflow>=(\d+\.\d+),<', (REPO / "pyproject.toml").read_text())
+    assert "psycopg[binary]" in text and "boto3" in text  # drivers: psycopg 3 for `postgresql://`, S3
+    pin = re.search(r'"mlflow(?:\[[^]]*\])?>=(\d+\.\d+),<', (REPO / "pyproject.toml").read_text())
     assert interpolate(build["args"]["MLFLOW_VERSION"]).startswith(pin[1] + ".")  # the project's MLflow
 
 

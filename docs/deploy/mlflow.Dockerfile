@@ -1,7 +1,8 @@
 # The MLflow tracking server image of docker-compose.yml: MLflow (same release as the project's pin)
-# plus the PostgreSQL driver for the backend store and boto3 for artifacts on MinIO/S3.
+# plus the PostgreSQL driver for the backend store (psycopg 3: SQLAlchemy 2.1 maps a plain
+# `postgresql://` URI to it, not to psycopg2) and boto3 for artifacts on MinIO/S3.
 FROM python:3.11-slim
 ARG MLFLOW_VERSION=3.17.2
-RUN pip install --no-cache-dir "mlflow==${MLFLOW_VERSION}" psycopg2-binary boto3
+RUN pip install --no-cache-dir "mlflow==${MLFLOW_VERSION}" "psycopg[binary]" boto3
 EXPOSE 5000
 CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]

@@ -1,0 +1,90 @@
+"""The MLflow tracking server on a real PostgreSQL (started by `postgres_server`), and a job against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.request
+
+import pytest
+from conftest import BIN, CLINC, csv_slice, free_port, job_cli, job_env, stop_job_processes, wait_http
+from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
+
+MODEL = "intent-on-postgres"
+
+
+@pytest.fixture(scope="module")
+def pg_mlflow_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):
+    """`mlflow server --workers 1` on 127.0.0.1 with its backend store in PostgreSQL's `mlflow` database."""
+    root = tmp_path_factory.mktemp("mlflow-postgres")
+    port = free_port()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", postgres_server.uri(), "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env=job_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_http(f"{url}/health", timeout=120, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            log.flush()
+            raise RuntimeError(f"{exc}\n--- server.log ---\n{(root / 'server.log').read_text()[-3000:]}") from exc
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def pg_job(pg_mlflow_server: str, tmp_path_factory: pytest.TempPathFactory):
+    """One small job (300 rows, 1 epoch) submitted and awaited against the PostgreSQL-backed server."""
+    root = tmp_path_factory.mktemp("postgres-job")
+    ws = root / "ws"
+    ws.mkdir()
+    data = csv_slice(CLINC / "demo-part1.csv", root / "slice.csv", 300)
+    try:
+        result = job_cli(ws, "train", "submit", "--data-path", str(data), "--model-name", MODEL,
+                         "-P", "epochs=1", "--wait", env={"MLFLOW_TRACKING_URI": pg_mlflow_server})
+    finally:
+        stop_job_processes(ws)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return ws, result.json
+
+
+def test_server_on_postgres_answers_health(pg_mlflow_server: str, postgres_server: PostgresServer):
+    with urllib.request.urlopen(f"{pg_mlflow_server}/health", timeout=10) as resp:
+        assert resp.status == 200
+    # The server migrated its schema into PostgreSQL, not into some SQLite file.
+    tables = {row[0] for row in postgres_server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"runs", "experiments", "registered_models", "model_versions", "alembic_version"} <= tables
+
+
+def test_job_against_postgres_server_succeeds_with_a_registered_version(pg_mlflow_server: str, pg_job):
+    from mlflow import MlflowClient
+
+    ws, status = pg_job
+    assert status["status"] == "succeed", json.dumps(status)
+    assert not (ws / ".miniautoml" / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=pg_mlflow_server, registry_uri=pg_mlflow_server)
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    assert [(v.version, v.run_id) for v in versions] == [("1", status["job_id"])]
+
+
+def test_run_and_version_are_rows_in_postgres(postgres_server: PostgresServer, pg_job):
+    _, status = pg_job
+    run_id = status["job_id"]
+    assert postgres_server.psql(f"SELECT run_uuid, status FROM runs WHERE run_uuid = '{run_id}'") == [[run_id, "FINISHED"]]
+    assert postgres_server.psql(
+        f"SELECT name, version, run_id FROM model_versions WHERE name = '{MODEL}'") == [[MODEL, "1", run_id]]
+    epochs = postgres_server.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'")
+    assert int(epochs[0][0]) > 0
