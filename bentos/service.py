@@ -44,6 +44,7 @@ from starlette.responses import Response
 
 from miniautoml import serving
 from miniautoml.serving import auth, bentoml_io, bodies, middleware, timeout_patch, worker
+from miniautoml.redact import redact_uri
 from miniautoml.serving.answers import Answers, Reply
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in server logs
@@ -88,7 +89,7 @@ class PredictionService:
                 on_alias_change=lambda c: metrics.alias_swaps.labels(model_id=c.model_id).inc(),
             )
             if not self.pool.ready():  # also imports MLflow's store now, before the GC freeze
-                log.warning("tracking store %s not reachable yet; /readyz says 503", self.settings.tracking_uri)
+                log.warning("tracking store %s not reachable yet; /readyz says 503", redact_uri(self.settings.tracking_uri))
         for model_id in OPTIONS.preload:
             try:
                 self.pool.get(model_id)

@@ -25,6 +25,8 @@ VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<def
 PROJECT_NAME = "{replaced with MLflow Project name}"
 IMAGE_URI = "{replaced with URI of Docker image created during Project execution}"
 ENTRY_COMMAND = "{replaced with MLflow Project entry point command}"
+# Secrets compose must refuse to start without (`${VAR:?message}`): no default ships for them.
+REQUIRED = {"MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
 
 
 def load_yaml(path: Path):
@@ -39,6 +41,9 @@ def interpolate(value: str, env: dict[str, str] | None = None) -> str:
         name, op, default = match["name"], match["op"], match["default"]
         if name in env and (env[name] or not (op or "").startswith(":")):
             return env[name]
+        if op == ":?":
+            assert name in REQUIRED, f"{match[0]}: only the secrets in REQUIRED may be required"
+            return f"<{name}>"
         assert op in ("-", ":-"), f"{match[0]}: needs a default for a dev setup"
         return default
 
@@ -68,7 +73,7 @@ def compose() -> dict:
 
 
 def test_compose_has_the_stack_services(compose):
-    assert set(compose["services"]) == {"minio", "minio-init", "postgres", "mlflow", "prediction"}
+    assert set(compose["services"]) == {"minio", "minio-init", "postgres", "mlflow", "prediction", "lb"}
     for string in walk_strings(compose):
         interpolate(string)  # every ${...} is well-formed and has a dev default
 
@@ -83,7 +88,8 @@ def test_compose_publishes_ports_on_loopback_by_default(compose):
 
     assert published("minio") == {9000: ("127.0.0.1", 9000), 9001: ("127.0.0.1", 9001)}
     assert published("mlflow") == {5000: ("127.0.0.1", 5000)}
-    assert published("prediction") == {3000: ("127.0.0.1", 3000)}
+    assert published("prediction") == {}  # replicas behind `lb`: `--scale prediction=3` clashes on nothing
+    assert published("lb") == {8080: ("127.0.0.1", 3000)}
     assert published("postgres") == {}  # reached by MLflow only
 
 
@@ -99,7 +105,8 @@ def test_compose_startup_order_waits_on_health(compose):
     }
     assert "depends_on" not in services["prediction"]  # the bento serves its own model: no MLflow needed
     checks = {name: " ".join(s["healthcheck"]["test"]) for name, s in services.items() if "healthcheck" in s}
-    assert set(checks) == {"minio", "postgres", "mlflow", "prediction"}
+    assert set(checks) == {"minio", "postgres", "mlflow", "prediction", "lb"}
+    assert "http://127.0.0.1:8080/healthz" in checks["lb"]
     assert "mc ready local" in checks["minio"]
     assert "pg_isready" in checks["postgres"]
     assert "http://localhost:5000/health" in checks["mlflow"]
@@ -133,6 +140,7 @@ def test_compose_mlflow_uses_postgres_and_minio(compose):
     assert argv[-1] == "--serve-artifacts"
     opts = {argv[i]: argv[i + 1] for i in range(3, len(argv) - 1, 2)}
     assert opts["--port"] == "5000" and opts["--host"] == "0.0.0.0"
+    assert opts["--app-name"] == "basic-auth"  # logins, as `miniautoml up --auth`
     assert "--backend-store-uri" not in opts  # read from MLFLOW_BACKEND_STORE_URI
     assert opts["--artifacts-destination"] == "$MLFLOW_ARTIFACTS_DESTINATION"
     build = mlflow["build"]
@@ -145,7 +153,7 @@ def test_compose_mlflow_uses_postgres_and_minio(compose):
 
 def test_compose_prediction_runs_the_containerized_bento(compose):
     prediction = compose["services"]["prediction"]
-    assert prediction["image"] == "${MINIAUTOML_BENTO_IMAGE:-miniautoml-prediction:latest}"
+    assert prediction["image"] == "${MINIAUTOML_BENTO_IMAGE:-miniautoml-prediction:0.1.0}"
     assert interpolate(prediction["image"], {"MINIAUTOML_BENTO_IMAGE": "reg/x:1"}) == "reg/x:1"
     env = {k: interpolate(str(v)) for k, v in prediction["environment"].items()}
     # Nothing it does not use: no S3 keys, no tracking server (the model is inside the bento).
@@ -386,3 +394,133 @@ def test_nginx_accepts_the_configs(conf: str, tmp_path: Path):
     path.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n{text}")
     result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- issue 12: deploy files that work
+
+
+def images() -> dict[str, str]:
+    """Every image a deploy file names (compose defaults interpolated), by where it is."""
+    found: dict[str, str] = {}
+    for path in [REPO / "docker-compose.yml", *DEPLOY.glob("*.yml"), *DEPLOY.glob("*.yaml"), *DEPLOY.glob("*/MLproject")]:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            for i, (key, value) in enumerate(_items(doc)):
+                if key == "image" and isinstance(value, str) and value != IMAGE_URI:
+                    found[f"{path.name}#{i}"] = interpolate(value)
+    for path in DEPLOY.glob("*Dockerfile"):
+        for line in path.read_text().splitlines():
+            if line.startswith("FROM "):
+                found[path.name] = line.split()[1]
+    return found
+
+
+def _items(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from _items(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _items(item)
+
+
+def test_every_image_is_pinned():
+    found = images()
+    assert len(found) >= 8, found
+    for where, image in found.items():
+        name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+        assert tag and tag != "latest", f"{where}: {image} is not pinned to a tag"
+
+
+def test_locally_built_images_are_never_pulled(compose):
+    services = compose["services"]
+    assert services["mlflow"]["pull_policy"] == "build" and "build" in services["mlflow"]
+    assert services["prediction"]["pull_policy"] == "never"  # made by `bentoml containerize`
+    for name, service in services.items():
+        if name not in ("mlflow", "prediction"):
+            assert "pull_policy" not in service and "build" not in service, name
+
+
+def test_compose_lb_balances_the_prediction_replicas(compose):
+    lb, prediction = compose["services"]["lb"], compose["services"]["prediction"]
+    assert lb["depends_on"] == {"prediction": {"condition": "service_healthy"}}
+    source, target = lb["volumes"][0].split(":")[:2]
+    assert (REPO / source).resolve() == (DEPLOY / "nginx-prediction.conf").resolve()
+    assert target == "/etc/nginx/nginx.conf"
+    tree = parse_nginx((DEPLOY / "nginx-prediction.conf").read_text())
+    servers = [args[0] for args, _ in find(tree, "server") if args]
+    assert "prediction:3000" in servers and [str(p) for p in prediction["expose"]] == ["3000"]
+    assert [args for args, _ in find(tree, "listen")] == [["8080"]]
+    assert "ports" not in prediction
+
+
+def test_nginx_retries_predictions_on_another_replica():
+    text = (DEPLOY / "nginx-prediction.conf").read_text()
+    (args, _), = find(parse_nginx(text), "proxy_next_upstream")
+    assert {"error", "timeout", "http_502", "http_503", "non_idempotent"} <= set(args)
+    assert re.search(r"#.*idempotent|#.*harmless", text)  # says why retrying a POST is safe
+
+
+def test_compose_services_get_only_the_env_they_use(compose):
+    services = compose["services"]
+
+    def env(name: str) -> dict[str, str]:
+        return {k: interpolate(str(v)) for k, v in (services[name].get("environment") or {}).items()}
+
+    prediction = env("prediction")
+    assert not [k for k in prediction if k.startswith(("AWS_", "MLFLOW_", "MINIO_", "POSTGRES_"))]
+    assert prediction["MINIAUTOML_API_KEYS_FILE"] == "/run/secrets/prediction-api-keys"
+    assert services["prediction"]["secrets"] == ["prediction-api-keys"]
+    assert "prediction-api-keys" in compose["secrets"]
+    mlflow = env("mlflow")
+    assert mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"] == "<MLFLOW_TRACKING_PASSWORD>"  # required, no default
+    assert mlflow["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "<MLFLOW_FLASK_SERVER_SECRET_KEY>"
+    assert mlflow["MLFLOW_AUTH_ADMIN_USERNAME"] == "admin"
+    assert not [k for k in mlflow if k.startswith(("MINIO_", "POSTGRES_"))]  # its own store URI only
+    assert not [k for k in env("minio-init") if k.startswith(("AWS_", "MLFLOW_", "POSTGRES_"))]
+    assert not [k for k in env("postgres") if k.startswith(("AWS_", "MLFLOW_", "MINIO_"))]
+    assert "environment" not in services["lb"]
+    # the required secrets are really required: compose fails without them
+    for key in REQUIRED:
+        assert re.search(r"\$\{" + key + r":\?", (REPO / "docker-compose.yml").read_text()), key
+
+
+def test_compose_mlflow_auth_config_has_no_password_and_a_volume_db(compose):
+    import configparser
+
+    mlflow = compose["services"]["mlflow"]
+    mounts = dict(v.split(":")[:2] for v in mlflow["volumes"])
+    path = mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    source = next(src for src, dst in mounts.items() if dst == path)
+    config = configparser.ConfigParser()
+    config.read(REPO / source)
+    section = config["mlflow"]
+    assert "admin_password" not in section and "admin_username" not in section  # from the environment
+    assert section["default_permission"] in ("READ", "NO_PERMISSIONS")
+    db = section["database_uri"]
+    assert db.startswith("sqlite:////")
+    volume_dir = next(dst for src, dst in mounts.items() if src in compose["volumes"])
+    assert db[len("sqlite:///"):].startswith(volume_dir + "/")  # survives a container restart
+    assert "mlflow[auth]" in (DEPLOY / "mlflow.Dockerfile").read_text()  # Flask-WTF for basic-auth
+
+
+def test_kubernetes_secret_is_mounted_by_the_prediction_deployment():
+    secret = load_yaml(DEPLOY / "prediction-secret.yaml")
+    assert secret["kind"] == "Secret" and secret["apiVersion"] == "v1"
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "prediction-k8s.yaml").read_text()) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert secret["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret["metadata"]["name"])
+    container = pod["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    key = next(iter(secret["stringData"]))
+    assert env["MINIAUTOML_API_KEYS_FILE"] == f"{mount['mountPath']}/{key}"
+    assert mount["readOnly"] is True
+
+
+def test_the_minio_image_support_state_is_noted():
+    for path in (REPO / "docker-compose.yml", DEPLOY / "minio-distributed.compose.yml"):
+        text = " ".join(ln.lstrip("# ") for ln in path.read_text().splitlines() if ln.startswith("#"))
+        assert "no longer updated" in text and "pinned" in text and "alternatives" in text, path

@@ -24,18 +24,24 @@ PORT = click.IntRange(1, 65535)
               help="S3 server, with --s3 [env MINIAUTOML_S3_PORT].")
 @click.option("--timeout", type=click.FloatRange(min=1), envvar="MINIAUTOML_STACK_TIMEOUT", default=180.0,
               show_default=True, help="Seconds each service may take to become ready.")
+@click.option("--auth", is_flag=True, help="Run MLflow with its login (`--app-name basic-auth`); the admin is "
+              "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (password: 12+ characters).")
+@click.option("--auth-secret-file", type=click.Path(dir_okay=False), default=None,
+              help="With --auth (implied): read the admin as `username:password` from this file instead.")
 @click.pass_context
 def up(ctx: click.Context, s3: bool, no_serve: bool, host: str, mlflow_port: int, serve_port: int,
-       s3_port: int, timeout: float) -> None:
+       s3_port: int, timeout: float, auth: bool, auth_secret_file: str | None) -> None:
     """Start the local stack in the background; services already running are reported, not restarted.
 
     Prints JSON with each service's state (started | running), pid, URL and log file.
     """
     from miniautoml import stack
+    from miniautoml.stack.services import admin_credentials
 
+    admin = admin_credentials(auth_secret_file) if (auth or auth_secret_file) else None  # before anything starts
     settings = settings_of(ctx)
     opts = stack.StackOptions(host=host, mlflow_port=mlflow_port, serve_port=serve_port, s3_port=s3_port,
-                              s3=s3, serve=not no_serve, timeout=timeout)
+                              s3=s3, serve=not no_serve, timeout=timeout, auth=admin)
     result = stack.up(settings, opts, progress=info)
     for name, svc in result["services"].items():
         info(f"{name}: {svc['state']} {svc.get('url') or ''}".rstrip())

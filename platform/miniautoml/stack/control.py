@@ -20,6 +20,7 @@ from miniautoml.redact import redact_uri
 from miniautoml.stack import storage
 from miniautoml.stack.services import (
     BENTO_DIR,
+    AdminCredentials,
     DEFAULT_HOST,
     DEFAULT_TIMEOUT,
     ORDER,
@@ -187,6 +188,33 @@ def _check_startable(settings: Settings, opts: StackOptions, to_start: list[str]
         )
 
 
+def _check_admin_login(launch: Launch, admin: AdminCredentials) -> None:
+    """The admin can log in: an auth database of an earlier `up --auth` keeps its admin's password."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    token = base64.b64encode(f"{admin.username}:{admin.password}".encode()).decode()
+    request = urllib.request.Request(
+        launch.url + "/api/2.0/mlflow/experiments/search?max_results=1",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            return  # not a login problem; the server is up and the caller will see the rest
+    except (urllib.error.URLError, OSError):
+        return
+    raise StackError(
+        f"mlflow: the admin '{admin.username}' cannot log in with the given password: the auth database "
+        f"{launch.extra.get('auth_db')} of an earlier `up --auth` keeps its own; use that password, change it "
+        "through MLflow's update-password API, or delete that file to start over"
+    )
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -202,7 +230,9 @@ def _describe(record: dict, state: str, alive: bool | None = None) -> dict:
     }
     if alive is not None:
         out["alive"] = alive
-    for key in ("kind", "bucket", "data", "backend_store_uri", "artifact_root", "service", "tracking_uri"):
+    if record.get("name") == "mlflow":
+        out["auth"] = bool(record.get("auth"))  # basic-auth app: REST and UI need a login
+    for key in ("admin", "kind", "bucket", "data", "backend_store_uri", "artifact_root", "service", "tracking_uri"):
         if key in record:
             out[key] = redact_uri(record[key]) if key.endswith("uri") else record[key]
     return out
@@ -261,6 +291,8 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
                 services[name]["note"] = (
                     f"already running on port {record.get('port')}; `miniautoml down` first to change ports"
                 )
+        if opts.auth is not None and "mlflow" in running and not running["mlflow"].get("auth"):
+            services["mlflow"]["note"] = "running without --auth; `miniautoml down` first, then `up --auth`"
         if "s3" in to_start and "mlflow" in running:
             services["mlflow"]["note"] = (
                 "started without S3: its default artifact root stays local until `miniautoml down` + `up --s3`"
@@ -296,6 +328,9 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
                 started.append(_spawn(settings, launch))
                 batch.append(started[-1][1])
             processes.wait_ready(batch, opts.timeout)  # MLflow and BentoML start side by side
+            for launch, _process, _record in started:
+                if launch.name == "mlflow" and opts.auth is not None:
+                    _check_admin_login(launch, opts.auth)
         except BaseException:
             _rollback(settings, started)
             if config_backup is not None:

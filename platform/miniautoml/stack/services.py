@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 import urllib.request
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from miniautoml.config import PROJECT_ROOT, Settings
-from miniautoml.errors import MiniAutoMLError
+from miniautoml.errors import MiniAutoMLError, UserInputError
+from miniautoml.files import atomic_write_text
 from miniautoml.processes import Command
 from miniautoml.redact import has_credentials, redact_uri
 
@@ -34,6 +36,84 @@ class StackError(MiniAutoMLError):
     """A service of the local stack could not be started or stopped."""
 
 
+AUTH_USER_ENV = "MLFLOW_TRACKING_USERNAME"  # what MLflow's clients send, also the admin's at `up --auth`
+AUTH_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+AUTH_CONFIG = "basic_auth.ini"  # in stack_dir, 0600: holds the admin's password
+AUTH_DB = "basic_auth.db"  # in the state dir, 0600: MLflow's users and permissions
+MIN_PASSWORD = 12  # MLflow's own minimum (mlflow.utils.validation._validate_password)
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    """The tracking server's admin at `up --auth`; the password never shows in a repr."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+def admin_credentials(secret_file: str | os.PathLike[str] | None = None,
+                      environ: Mapping[str, str] | None = None) -> AdminCredentials:
+    """The admin from `secret_file` (`username:password`, first line) or from
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD; a one-line UserInputError without them."""
+    env = os.environ if environ is None else environ
+    if secret_file is not None:
+        try:
+            line = Path(secret_file).read_text(encoding="utf-8").splitlines()[:1]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserInputError(f"--auth-secret-file {secret_file}: cannot read it ({exc.__class__.__name__})") from None
+        username, sep, password = (line[0] if line else "").partition(":")
+        if not sep or not username or not password:
+            raise UserInputError(f"--auth-secret-file {secret_file}: its first line must be `username:password`")
+        where = f"--auth-secret-file {secret_file}"
+    else:
+        username, password = env.get(AUTH_USER_ENV, ""), env.get(AUTH_PASSWORD_ENV, "")
+        if not username or not password:
+            raise UserInputError(
+                f"--auth needs the admin's credentials: set {AUTH_USER_ENV} and {AUTH_PASSWORD_ENV}, "
+                "or pass --auth-secret-file FILE holding `username:password`"
+            )
+        where = f"{AUTH_USER_ENV} / {AUTH_PASSWORD_ENV}"
+    for label, value in (("username", username), ("password", password)):
+        if value != value.strip() or any(ch in value for ch in "\r\n\0"):
+            raise UserInputError(f"{where}: the {label} must not begin or end with blanks or hold line breaks")
+    if len(password) < MIN_PASSWORD:
+        raise UserInputError(f"{where}: MLflow needs a password of at least {MIN_PASSWORD} characters")
+    return AdminCredentials(username, password)
+
+
+def auth_config_path(settings: Settings) -> Path:
+    return stack_dir(settings) / AUTH_CONFIG
+
+
+def auth_db_path(settings: Settings) -> Path:
+    return settings.state_dir / AUTH_DB
+
+
+def write_auth_config(settings: Settings, admin: AdminCredentials) -> Path:
+    """MLflow's basic_auth.ini for this workspace, mode 0600; the auth database created 0600.
+
+    The admin is created from it when the database has no such user yet; an existing admin keeps
+    the password it has (MLflow's rule; change it through the update-password API).
+    """
+    db = auth_db_path(settings)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))  # sqlite takes an empty file as a new database
+    os.chmod(db, 0o600)
+    esc = lambda value: value.replace("%", "%%")  # noqa: E731 - configparser interpolates `%`
+    text = (
+        "# Written by `miniautoml up --auth`; holds the admin's password: keep it 0600, never commit it.\n"
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{esc(str(db))}\n"
+        f"admin_username = {esc(admin.username)}\n"
+        f"admin_password = {esc(admin.password)}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    path = auth_config_path(settings)
+    atomic_write_text(path, text, mode=0o600)
+    return path
+
+
 @dataclass(frozen=True)
 class StackOptions:
     host: str = DEFAULT_HOST
@@ -43,6 +123,8 @@ class StackOptions:
     s3: bool = False
     serve: bool = True
     timeout: float = DEFAULT_TIMEOUT
+    auth: AdminCredentials | None = None  # run MLflow with its basic-auth app, this admin
+
 
     def port(self, name: str) -> int:
         return {"mlflow": self.mlflow_port, "serve": self.serve_port, "s3": self.s3_port}[name]
@@ -158,8 +240,20 @@ def mlflow_launch(settings: Settings, opts: StackOptions, keys: dict[str, str]) 
         "--artifacts-destination", settings.artifact_root,
     ]  # fmt: skip
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job-runner processes on 2 cores
-    return Launch("mlflow", Command(cmd, settings.state_dir, env), opts.host, opts.mlflow_port, "/health",
-                  {"backend_store_uri": redact_uri(backend), "artifact_root": redact_uri(settings.artifact_root)})
+    extra: dict[str, Any] = {"backend_store_uri": redact_uri(backend), "artifact_root": redact_uri(settings.artifact_root)}
+    unset: tuple[str, ...] = ()
+    if opts.auth is not None:
+        # The password reaches MLflow through the 0600 config file, never the command line.
+        cmd[2:2] = ["--app-name", "basic-auth"]
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(write_auth_config(settings, opts.auth))
+        # CSRF key of the auth app's forms: the caller's, else a fresh one per `up` (logins survive
+        # a restart; only open UI forms go stale).
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32)
+        unset = ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD")  # they would override the file
+        extra.update(auth=True, auth_config=str(auth_config_path(settings)), auth_db=str(auth_db_path(settings)),
+                     admin=opts.auth.username)
+    return Launch("mlflow", Command(cmd, settings.state_dir, env, unset), opts.host, opts.mlflow_port, "/health",
+                  extra)
 
 
 def serve_launch(
