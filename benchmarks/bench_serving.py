@@ -1,19 +1,27 @@
 """Serving benchmark: one registered model, served several ways, loaded by `wrk`.
 
     python benchmarks/bench_serving.py [--duration 15] [--warmup 10] [--servers mlflow,ours,...]
+        [--algorithms intent-classification,intent-minilm] [--minilm-limit 3000]
 
 Needs `wrk` on PATH (Debian/Ubuntu: `apt-get install -y wrk`); this script installs nothing.
-In one run it:
+In one run, for each algorithm (`--algorithms`, default `intent-classification`):
   1. trains a model on data/clinc150/demo-part1.csv in a fresh workspace and registers
-     it (`bench-intent`, alias `champion`);
-  2. measures in-process prediction (the limit): `predict_texts` of one document, of 256, and
-     MLflow's `pyfunc.predict` of one document;
-  3. for each server: cold start (process launch -> first successful prediction), a warm-up at the
-     first level, then single-document POSTs at 1/16/64 concurrent connections (`wrk --latency`, one thread, a Lua
-     script cycling held-out documents from demo-part2.csv): req/s, p50, p99, errors;
-  4. prints a table and writes benchmarks/results/serving.json.
+     it (`bench-intent` / `bench-minilm`, alias `champion`); intent-minilm (frozen
+     all-MiniLM-L6-v2 + head, ~100x the compute per document) trains on a seeded
+     `data.limit` slice (--minilm-limit) to keep it short;
+  2. measures in-process prediction (the limit): `predict_texts` of one document, of a batch of
+     64, and MLflow's `pyfunc.predict` of one document;
+  3. for each server, serving that algorithm's model: cold start (process launch -> first
+     successful prediction), a warm-up at the first level, then single-document POSTs at
+     1/16/64 concurrent connections (`wrk --latency`, one thread, a Lua script cycling held-out
+     documents from demo-part2.csv): req/s, p50, p99, errors (--minilm-levels: other levels
+     for intent-minilm);
+  4. prints a table per algorithm (with the ratios to the mlflow peer in the JSON) and writes
+     benchmarks/results/serving.json.
 
 Servers: `mlflow` = `mlflow models serve --env-manager local` (the peer, 1 worker);
+`mlflow-1t` = the same with OMP_NUM_THREADS=1 (our servers run torch with one thread per worker;
+a model whose loader does not pin threads gets torch's default, one per core, in the peer);
 `ours` = `miniautoml serve` without adaptive batching; `ours-batching` = with it (the default
 configuration); `ours-batching-2w` = the same with 2 workers; `ours-stock` = batching with
 BentoML's stock GC/timer behaviour (MINIAUTOML_GC_FREEZE=0, MINIAUTOML_PATCH_TIMEOUT_TIMERS=0),
@@ -47,8 +55,24 @@ REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
 BIN = Path(sys.executable).parent
 RESULTS = REPO / "benchmarks" / "results" / "serving.json"
-MODEL = "bench-intent"
 ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    key: str
+    model: str  # registered model name
+    overrides: tuple[str, ...] = ()  # extra `training_code.train` arguments
+    data_limit: bool = False  # train on --minilm-limit rows of demo-part1.csv
+
+
+ALGORITHMS = {
+    a.key: a
+    for a in [
+        Algorithm("intent-classification", "bench-intent"),
+        Algorithm("intent-minilm", "bench-minilm", ("algorithm=intent-minilm", "model=minilm"), data_limit=True),
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,7 @@ SERVERS = {
     s.key: s
     for s in [
         ServerSpec("mlflow", "mlflow models serve (peer)", "mlflow"),
+        ServerSpec("mlflow-1t", "mlflow models serve, OMP_NUM_THREADS=1", "mlflow", {"OMP_NUM_THREADS": "1"}),
         ServerSpec("ours", "ours, no batching", "ours", {"MINIAUTOML_BATCHING": "0"}),
         ServerSpec("ours-batching", "ours, adaptive batching", "ours", {"MINIAUTOML_BATCHING": "1"}),
         ServerSpec(
@@ -99,20 +124,23 @@ def base_env(workspace: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def prepare_model(workspace: Path, epochs: int) -> str:
+def prepare_model(workspace: Path, algorithm: Algorithm, epochs: int, limit: int) -> str:
     env = base_env(workspace)
-    log(f"training {MODEL} on demo-part1.csv ({epochs} epochs) in {workspace} ...")
-    proc = subprocess.run(
-        [sys.executable, "-m", "training_code.train", f"data.path={CLINC / 'demo-part1.csv'}", f"epochs={epochs}",
-         f"model_name={MODEL}", "run_name=serving-benchmark"],
-        cwd=REPO, env=env, capture_output=True, text=True,
-    )
+    sliced = f", data.limit={limit}" if algorithm.data_limit and limit else ""
+    log(f"training {algorithm.key} as {algorithm.model} on demo-part1.csv{sliced} ({epochs} epochs) in {workspace} ...")
+    argv = [sys.executable, "-m", "training_code.train", *algorithm.overrides, f"data.path={CLINC / 'demo-part1.csv'}",
+            f"epochs={epochs}", f"model_name={algorithm.model}", f"run_name=serving-benchmark-{algorithm.key}"]
+    if sliced:
+        argv.append(f"data.limit={limit}")
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    log(f"  trained in {time.perf_counter() - started:.1f}s")
     found = re.search(r"^run ([0-9a-f]{32}):.*", proc.stdout, re.MULTILINE)
     if proc.returncode != 0 or not found:
         sys.exit(f"training failed:\n{proc.stderr[-3000:]}")
     log("  " + found.group(0))
     promote = subprocess.run(
-        [str(BIN / "miniautoml"), "-w", str(workspace), "models", "promote", MODEL, "1", "--alias", ALIAS],
+        [str(BIN / "miniautoml"), "-w", str(workspace), "models", "promote", algorithm.model, "1", "--alias", ALIAS],
         env=env, capture_output=True, text=True,
     )
     if promote.returncode != 0:
@@ -135,35 +163,40 @@ import pandas as pd
 import mlflow.pyfunc
 from miniautoml import serving
 
+import torch
+
 run_id, docs = sys.argv[1], json.loads(sys.argv[2])
 model = serving.load_python_model(serving.ModelSource(run_id, f"runs:/{run_id}/model"))
 pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+torch.set_num_threads(1)  # as in one server worker (bentos/service.py); loading may not pin it
 
 def pct(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
 
-for d in docs[:200]:
+def rate(call, n_max, seconds, per_call=1):
+    # docs/s of call(i) repeated up to n_max times or for about `seconds`, and the latencies
+    lat = []
+    start = time.perf_counter()
+    for i in range(n_max):
+        t = time.perf_counter()
+        call(i)
+        lat.append(time.perf_counter() - t)
+        if t + lat[-1] - start > seconds:
+            break
+    return len(lat) * per_call / (time.perf_counter() - start), lat
+
+for d in docs[:50]:
     model.predict_texts([d])
-lat = []
-start = time.perf_counter()
-for i in range(3000):
-    t = time.perf_counter()
-    model.predict_texts([docs[i % len(docs)]])
-    lat.append(time.perf_counter() - t)
-single = 3000 / (time.perf_counter() - start)
-batch = (docs * 3)[:256]
-start = time.perf_counter()
-for _ in range(20):
-    model.predict_texts(batch)
-batched = 20 * 256 / (time.perf_counter() - start)
-start = time.perf_counter()
-for i in range(300):
-    pyfunc.predict(pd.DataFrame({"text": [docs[i % len(docs)]]}))
-pyfunc_rate = 300 / (time.perf_counter() - start)
+single, lat = rate(lambda i: model.predict_texts([docs[i % len(docs)]]), 3000, 5.0)
+batch = (docs * 3)[:64]
+model.predict_texts(batch)
+batched, _ = rate(lambda i: model.predict_texts(batch), 200, 5.0, per_call=64)
+pyfunc.predict(pd.DataFrame({"text": docs[:1]}))
+pyfunc_rate, _ = rate(lambda i: pyfunc.predict(pd.DataFrame({"text": [docs[i % len(docs)]]})), 300, 3.0)
 print(json.dumps({
     "single_docs_per_s": single, "single_p50_ms": pct(lat, 0.5) * 1e3, "single_p99_ms": pct(lat, 0.99) * 1e3,
-    "batch256_docs_per_s": batched, "pyfunc_single_docs_per_s": pyfunc_rate,
+    "batch64_docs_per_s": batched, "pyfunc_single_docs_per_s": pyfunc_rate,
 }))
 """
 
@@ -210,20 +243,20 @@ end
 
 
 class Running:
-    def __init__(self, spec: ServerSpec, workspace: Path, logdir: Path) -> None:
+    def __init__(self, spec: ServerSpec, model: str, workspace: Path, logdir: Path) -> None:
         self.spec = spec
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = base_env(workspace)
         env.update(spec.env)
         if spec.kind == "mlflow":
-            argv = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/1", "--env-manager", "local",
+            argv = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model}/1", "--env-manager", "local",
                     "-h", "127.0.0.1", "-p", str(self.port)]
-            self.path, self.model_id = "/invocations", f"models:/{MODEL}/1"
+            self.path, self.model_id = "/invocations", f"models:/{model}/1"
         else:
             argv = [str(BIN / "miniautoml"), "-w", str(workspace), "serve", "--port", str(self.port)]
-            self.path, self.model_id = "/predict", f"{MODEL}@{ALIAS}"
-        self.log_path = logdir / f"{spec.key}.log"
+            self.path, self.model_id = "/predict", f"{model}@{ALIAS}"
+        self.log_path = logdir / f"{model}-{spec.key}.log"
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             argv, env=env, cwd=REPO, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True
@@ -326,13 +359,15 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
     return result
 
 
-def bench_server(spec: ServerSpec, workspace: Path, workdir: Path, docs: list[str], args: argparse.Namespace) -> dict:
-    log(f"== {spec.label}")
-    running = Running(spec, workspace, workdir)
+def bench_server(
+    spec: ServerSpec, model: str, workspace: Path, workdir: Path, docs: list[str], args: argparse.Namespace
+) -> dict:
+    log(f"== {model}: {spec.label}")
+    running = Running(spec, model, workspace, workdir)
     try:
         cold = running.first_prediction(docs[0])
         log(f"  cold start to first prediction: {cold:.2f}s")
-        script = workdir / f"{spec.key}.lua"
+        script = workdir / f"{model}-{spec.key}.lua"
         script.write_text(
             lua_script(running.path, [request_body(spec.kind, running.model_id, d) for d in docs], args.recycle)
         )
@@ -359,28 +394,33 @@ def bench_server(spec: ServerSpec, workspace: Path, workdir: Path, docs: list[st
 
 
 def table(report: dict) -> str:
-    ip = report["in_process"]
-    lines = [
-        f"in process (the limit): predict_texts 1 doc {ip['single_docs_per_s']:.0f} docs/s "
-        f"(p50 {ip['single_p50_ms']:.3f} ms, p99 {ip['single_p99_ms']:.3f} ms); 256-doc batches "
-        f"{ip['batch256_docs_per_s']:.0f} docs/s; MLflow pyfunc.predict 1 doc {ip['pyfunc_single_docs_per_s']:.0f} docs/s",
-        "",
-        "| server | cold start | clients | req/s | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for s in report["servers"]:
-        for i, r in enumerate(s["levels"]):
-            label = s["label"] if i == 0 else ""
-            cold = f"{s['cold_start_s']:.1f} s" if i == 0 else ""
-            lines.append(
-                f"| {label} | {cold} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                f"{r['errors']} |"
-            )
-    if report.get("targets"):
+    lines = []
+    for algo in report["algorithms"]:
+        ip = algo["in_process"]
+        lines += [
+            f"### {algo['algorithm']} ({algo['model']}@{ALIAS})",
+            "",
+            f"in process (the limit): predict_texts 1 doc {ip['single_docs_per_s']:.0f} docs/s "
+            f"(p50 {ip['single_p50_ms']:.3f} ms, p99 {ip['single_p99_ms']:.3f} ms); 64-doc batches "
+            f"{ip['batch64_docs_per_s']:.0f} docs/s; MLflow pyfunc.predict 1 doc {ip['pyfunc_single_docs_per_s']:.0f} docs/s",
+            "",
+            "| server | cold start | clients | req/s | p50 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in algo["servers"]:
+            for i, r in enumerate(s["levels"]):
+                label = s["label"] if i == 0 else ""
+                cold = f"{s['cold_start_s']:.1f} s" if i == 0 else ""
+                lines.append(
+                    f"| {label} | {cold} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                    f"{r['errors']} |"
+                )
+        if algo.get("targets"):
+            lines.append("")
+            for t in algo["targets"]:
+                lines.append(f"{'PASS' if t['met'] else 'MISS'}  {t['what']}: {t['value']}")
         lines.append("")
-        for t in report["targets"]:
-            lines.append(f"{'PASS' if t['met'] else 'MISS'}  {t['what']}: {t['value']}")
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip()
 
 
 def targets(servers: list[dict]) -> list[dict]:
@@ -398,6 +438,24 @@ def targets(servers: list[dict]) -> list[dict]:
         out.append({"what": "ours (batching) p99 at 16 clients < 25 ms", "value": f"{p99:.1f} ms", "met": p99 < 25})
     errors = sum(r["errors"] for s in servers if s["key"] != "mlflow" for r in s["levels"])
     out.append({"what": "no errors from our servers", "value": str(errors), "met": errors == 0})
+    return out
+
+
+def ratios(servers: list[dict]) -> list[dict]:
+    """Throughput and p99 of every server relative to the mlflow peer, per level (informative)."""
+    by_key = {s["key"]: {r["clients"]: r for r in s["levels"]} for s in servers}
+    peer = by_key.get("mlflow")
+    out = []
+    if not peer:
+        return out
+    for key, levels in by_key.items():
+        if key == "mlflow":
+            continue
+        for clients, r in levels.items():
+            p = peer.get(clients)
+            if p and p["rps"] > 0 and r["p99_ms"] > 0:
+                out.append({"server": key, "clients": clients, "rps_x": round(r["rps"] / p["rps"], 2),
+                            "p99_x": round(p["p99_ms"] / r["p99_ms"], 2)})
     return out
 
 
@@ -419,16 +477,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="seconds of warm-up load per server")
     parser.add_argument("--levels", default="1,16,64", help="concurrent connections, comma-separated")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"any of {', '.join(SERVERS)}")
+    parser.add_argument("--algorithms", "--algorithm", default="intent-classification",
+                        help=f"comma-separated, any of {', '.join(ALGORITHMS)}")
+    parser.add_argument("--minilm-limit", type=int, default=3000,
+                        help="intent-minilm trains on a seeded slice of this many rows (0: all of demo-part1.csv)")
+    parser.add_argument("--minilm-levels", default=None, help="levels for intent-minilm (default: --levels)")
     parser.add_argument("--recycle", type=int, default=100, help="every Nth request closes its connection (0: never)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the workspace and logs here")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    minilm_levels = [int(x) for x in (args.minilm_levels or args.levels).split(",") if x.strip()]
     keys = [k.strip() for k in args.servers.split(",") if k.strip()]
     unknown = [k for k in keys if k not in SERVERS]
     if unknown:
         parser.error(f"unknown servers: {', '.join(unknown)}")
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    if unknown or not algorithms:
+        parser.error(f"unknown algorithms: {', '.join(unknown)} (any of {', '.join(ALGORITHMS)})")
     if shutil.which("wrk") is None:
         sys.exit("wrk not found on PATH: install it first (Debian/Ubuntu: apt-get install -y wrk)")
     if not (CLINC / "demo-part1.csv").is_file():
@@ -438,20 +506,27 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     workspace = workdir / "ws"
     workspace.mkdir(exist_ok=True)
-    run_id = prepare_model(workspace, args.epochs)
     docs = documents()
     report = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": versions(),
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "recycle": args.recycle,
-                     "wrk_threads": 1, "documents": len(docs), "model": f"{MODEL}@{ALIAS}", "run_id": run_id},
-        "in_process": measure_in_process(workspace, run_id, docs),
-        "servers": [],
+                     "wrk_threads": 1, "documents": len(docs), "minilm_limit": args.minilm_limit},
+        "algorithms": [],
     }
-    for key in keys:
-        report["servers"].append(bench_server(SERVERS[key], workspace, workdir, docs, args))
-    report["targets"] = targets(report["servers"])
+    for key in algorithms:
+        algorithm = ALGORITHMS[key]
+        run_id = prepare_model(workspace, algorithm, args.epochs, args.minilm_limit)
+        args.levels = minilm_levels if key == "intent-minilm" else levels
+        entry = {"algorithm": key, "model": algorithm.model, "run_id": run_id, "levels": args.levels,
+                 "trained_rows": args.minilm_limit if algorithm.data_limit and args.minilm_limit else None,
+                 "in_process": measure_in_process(workspace, run_id, docs), "servers": []}
+        for server in keys:
+            entry["servers"].append(bench_server(SERVERS[server], algorithm.model, workspace, workdir, docs, args))
+        entry["targets"] = targets(entry["servers"])
+        entry["vs_mlflow"] = ratios(entry["servers"])
+        report["algorithms"].append(entry)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
