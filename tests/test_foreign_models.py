@@ -57,7 +57,7 @@ class Foreign:
     def set_alias(self, version: int) -> None:
         from mlflow import MlflowClient
 
-        MlflowClient(tracking_uri=self.tracking_uri).set_registered_model_alias(NAME, "champion", str(version))
+        MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri).set_registered_model_alias(NAME, "champion", str(version))
 
 
 def user_script(workspace: Path, tracking_uri: str, *args: str) -> str:
