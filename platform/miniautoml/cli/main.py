@@ -16,6 +16,7 @@ GROUPS = {
     "algorithms": "algorithms",
     "dataset": "dataset",
     "train": "train",
+    "cluster": "cluster",
     "runs": "runs",
     "models": "models",
     "serve": "serve",

@@ -104,12 +104,15 @@ def _read_snapshot(path: str, dataset_id: str | None, version_hash: str | None) 
               help="Training parameter (Hydra override, repeatable), e.g. -P epochs=5 -P model=book.")
 @click.option("--data-path", default=None, hidden=True,
               help="Train from CSV file(s) (text,label) instead of a dataset version.")
+@click.option("--backend", default=None, metavar="local|ray",
+              help="Where the job runs: the local runner or a Ray cluster (`miniautoml cluster up`) "
+                   "[env MINIAUTOML_JOBS_BACKEND, else [jobs] backend, else local].")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; print its final status.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.pass_context
 def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None, snapshot_file: str | None,
-           model_name: str | None, algorithm: str, params: tuple[str, ...], data_path: str | None, wait_: bool,
-           timeout: float | None) -> None:
+           model_name: str | None, algorithm: str, params: tuple[str, ...], data_path: str | None,
+           backend: str | None, wait_: bool, timeout: float | None) -> None:
     """Queue a training job; prints {"job_id": ...}."""
     from miniautoml.datasets.version_hash import parse as parse_version_hash
     from miniautoml.jobs import submit_job
@@ -122,7 +125,7 @@ def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None,
     job_id = submit_job(
         settings_of(ctx), model_name=model_name, dataset_id=dataset_id,
         version_hash=str(vhash) if vhash is not None else version_hash,
-        algorithm=algorithm, params=parse_pairs(params, "-P"), data_path=data_path,
+        algorithm=algorithm, params=parse_pairs(params, "-P"), data_path=data_path, backend=backend,
     )
     if not wait_:
         emit({"job_id": job_id})
@@ -170,6 +173,16 @@ def cancel(ctx: click.Context, job_id: str) -> None:
     from miniautoml.jobs import cancel_job
 
     emit(cancel_job(settings_of(ctx), job_id))
+
+
+@train.command("logs")
+@click.argument("job_id", metavar="JOB")
+@click.pass_context
+def logs(ctx: click.Context, job_id: str) -> None:
+    """Print JOB's output so far (Ray's job logs for a job on Ray)."""
+    from miniautoml.jobs import job_logs
+
+    click.echo(job_logs(settings_of(ctx), job_id), nl=False)
 
 
 @train.command("runner", hidden=True)

@@ -10,15 +10,15 @@ succeed (FINISHED), failure (FAILED/KILLED).
 from miniautoml.jobs.service import (
     JobFailedError,
     JobTimeoutError,
-    JobRequest,
-    build_request,
     cancel_job,
+    job_logs,
     job_status,
     list_jobs,
     stop_runners,
     submit_job,
     wait_job,
 )
+from miniautoml.jobs.requests import JobRequest, build_request
 from miniautoml.jobs.store import FAILURE, LAUNCH, QUEUING, RUNNING, SUCCEED, JobStatus
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "JobStatus",
     "build_request",
     "cancel_job",
+    "job_logs",
     "job_status",
     "list_jobs",
     "stop_runners",

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniautoml import algorithms as algorithms_mod
 from miniautoml.config import PROJECT_ROOT, Settings
-from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
+from miniautoml.errors import MiniAutoMLError, UserInputError
 from miniautoml.jobs import runner as runner_mod
 from miniautoml.jobs import slots as slots_mod
 from miniautoml.jobs import store
+from miniautoml.jobs.requests import build_request
 from miniautoml.jobs.store import JobStatus
 from miniautoml.processes import ProcessRef
 
@@ -28,19 +26,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from miniautoml.jobs.progress import Epoch
-
-DEFAULT_ALGORITHM = algorithms_mod.DEFAULT_ALGORITHM
-# Training parameters the job request carries as MLproject parameters, not as -P overrides.
-RESERVED_PARAMS = {
-    "dataset_id": "--dataset",
-    "version_hash": "--version-hash",
-    "model_name": "--model-name",
-    "data.path": "--data-path",
-    "algorithm": "--algorithm",
-}
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_PARAM_KEY_RE = re.compile(r"^(\+{1,2}|~)?[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*(@[A-Za-z0-9_.\-]+)?$")
-
 
 class JobFailedError(MiniAutoMLError):
     """`wait` on a job that ended in failure."""
@@ -54,156 +39,10 @@ class JobTimeoutError(MiniAutoMLError):
     exit_code = 124
 
 
-@dataclass
-class JobRequest:
-    """What `submit` records on the job's run (tags) and the runner hands to `mlflow run`."""
-
-    model_name: str
-    algorithm: str = DEFAULT_ALGORITHM
-    dataset_id: str = ""
-    version_hash: str = ""
-    data_path: str = ""
-    params: dict[str, str] = field(default_factory=dict)
-
-
 def _client(settings: Settings) -> tuple["MlflowClient", str]:
     from miniautoml.adapters import mlflow as mlflow_adapter
 
     return mlflow_adapter.client(settings), mlflow_adapter.ensure_experiment(settings)
-
-
-# --- validation -------------------------------------------------------------------------------
-def _check_params(params: dict[str, str]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in params.items():
-        key = key.strip()
-        if not _PARAM_KEY_RE.match(key):
-            raise UserInputError(f"-P {key}={value}: {key!r} is not a parameter name (e.g. epochs, model.embed_dim)")
-        bare = key.lstrip("+~")
-        if bare in RESERVED_PARAMS:
-            raise UserInputError(f"-P {key}=...: give {bare} with {RESERVED_PARAMS[bare]}, not -P")
-        if "\n" in value or "\r" in value:
-            raise UserInputError(f"-P {key}: the value spans lines")
-        _check_documented(key, value)
-        clean[key] = value
-    return clean
-
-
-def _check_documented(key: str, value: str) -> None:
-    """Only the training parameters params/ declares, each with a value of its type: no Hydra
-    `+key`/`~key`/`hydra.*` overrides, no NaN/inf (the trainer checks the same again)."""
-    from training_code.validation import validate_override
-
-    validate_override(key, value)
-
-
-def _check_dataset(
-    settings: Settings, dataset_id: str, version_hash: str, algorithm: "algorithms_mod.Algorithm | None" = None
-) -> str:
-    """The dataset's canonical id if the dataset service knows it, the hash's commits exist and
-    the algorithm trains on its type."""
-    from miniautoml.datasets import show_dataset
-    from miniautoml.datasets.version_hash import commit_ids
-
-    summary = show_dataset(settings, dataset_id)  # NotFoundError for an unknown dataset
-    if algorithm is not None:
-        algorithms_mod.check_dataset_type(algorithm, summary.dataset_type, f"{summary.dataset_id} ({summary.name})")
-    wanted = commit_ids(version_hash)  # UserInputError for a malformed hash
-    if not wanted:
-        raise UserInputError(f"version hash {version_hash!r} selects no commits: nothing to train on")
-    have = {int(c.commit_id) for c in summary.commits}
-    missing = [c for c in wanted if c not in have]
-    if missing:
-        raise NotFoundError(
-            f"version hash {version_hash!r} selects commit(s) {', '.join(map(str, missing))}, "
-            f"which dataset {summary.dataset_id} ({summary.name}) does not have"
-        )
-    return summary.dataset_id
-
-
-def _check_data_path(data_path: str) -> str:
-    """Absolute paths (the trainer runs in the project directory), each existing."""
-    parts = [p for p in data_path.split(os.pathsep) if p.strip()]
-    if not parts:
-        raise UserInputError("--data-path is empty")
-    resolved = []
-    for part in parts:
-        path = Path(part).expanduser().resolve()
-        if not path.exists():
-            raise UserInputError(f"--data-path {part}: no such file or directory")
-        resolved.append(str(path))
-    return os.pathsep.join(resolved)
-
-
-def _check_training_config(request: JobRequest, algorithm: "algorithms_mod.Algorithm") -> None:
-    """Compose the trainer's Hydra config with the request to reject bad parameters up front."""
-    from omegaconf import OmegaConf
-
-    from training_code.train import load_config
-    from training_code.validation import validate_params
-
-    fixed = {
-        "dataset_id": request.dataset_id,
-        "version_hash": request.version_hash,
-        "model_name": request.model_name,
-        "data.path": request.data_path,
-    }
-    overrides = [f"{k}={v}" for k, v in fixed.items() if v] + algorithm.overrides()
-    overrides += [f"{k}={v}" for k, v in request.params.items()]
-    try:
-        cfg = load_config(overrides)
-    except Exception as exc:  # hydra/omegaconf errors: an unknown key, an unparsable value
-        first = " ".join(str(exc).split("\n")[0].split())
-        raise UserInputError(f"training parameters {_show(request.params)}: {first}") from None
-    validate_params(OmegaConf.to_container(cfg, resolve=True))
-
-
-def _show(params: dict[str, str]) -> str:
-    return " ".join(f"-P {k}={v}" for k, v in params.items()) or "(defaults)"
-
-
-def build_request(
-    settings: Settings,
-    *,
-    model_name: str | None,
-    dataset_id: str | None = None,
-    version_hash: str | None = None,
-    algorithm: str | None = None,
-    params: dict[str, str] | None = None,
-    data_path: str | None = None,
-) -> JobRequest:
-    """Validate a training request completely; raises UserInputError/NotFoundError."""
-    chosen = algorithms_mod.get_algorithm(algorithm)  # UserInputError for an unknown name
-    algorithms_mod.check_available(chosen)
-    model_name = (model_name or "").strip()
-    if not model_name:
-        raise UserInputError("model name missing: pass --model-name NAME (the registered model to add a version to)")
-    if not _MODEL_NAME_RE.match(model_name):
-        raise UserInputError(
-            f"model name {model_name!r}: use up to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    dataset_id, version_hash, data_path = (dataset_id or "").strip(), (version_hash or "").strip(), (data_path or "").strip()
-    if data_path and (dataset_id or version_hash):
-        raise UserInputError("give --dataset/--version-hash or --data-path, not both")
-    if not data_path:
-        if not dataset_id:
-            raise UserInputError("dataset missing: pass --dataset DATASET and --version-hash HASH")
-        if not version_hash:
-            raise UserInputError(f"version hash missing: pass --version-hash HASH (see `miniautoml dataset prepare {dataset_id}`)")
-        dataset_id = _check_dataset(settings, dataset_id, version_hash, chosen)
-    else:  # CSV files of text,label rows: TEXT_INTENT data
-        algorithms_mod.check_dataset_type(chosen, "TEXT_INTENT", f"--data-path {data_path}")
-        data_path = _check_data_path(data_path)
-    params = _check_params(dict(params or {}))
-    for key, value in params.items():  # the config groups an algorithm implies are its own
-        if key in chosen.config_group and value != chosen.config_group[key]:
-            raise UserInputError(f"-P {key}={value}: algorithm {chosen.name} sets {key}={chosen.config_group[key]}")
-    request = JobRequest(
-        model_name=model_name, algorithm=chosen.name, dataset_id=dataset_id, version_hash=version_hash,
-        data_path=data_path, params=params,
-    )
-    _check_training_config(request, chosen)
-    return request
 
 
 # --- service ----------------------------------------------------------------------------------
@@ -217,16 +56,23 @@ def submit_job(
     params: dict[str, str] | None = None,
     data_path: str | None = None,
     start_runner: bool = True,
+    backend: str | None = None,
 ) -> str:
     """Queue a training job; returns its id (= MLflow run id). Nothing is queued on bad input.
 
-    With `start_runner`, a detached runner is spawned if a runner slot is free.
+    With `start_runner`, a detached runner is spawned if a runner slot is free. `backend`
+    (jobs/backends.py): `local` (the runner) or `ray` (a Ray Job, submitted here).
     """
+    from miniautoml.jobs import backends
+
+    backend = backends.choose(settings, backend)
     request = build_request(
         settings, model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
         algorithm=algorithm, params=params, data_path=data_path,
     )
-    slots = slots_mod.max_runners(settings) if start_runner else 0  # a bad setting fails before queueing
+    ray = backends.RayBackend.connect(settings) if backend == backends.RAY else None  # no cluster: nothing queued
+    # a bad setting fails before queueing
+    slots = slots_mod.max_runners(settings) if start_runner and ray is None else 0
     client, experiment_id = _client(settings)
     tags = {
         store.KIND: store.KIND_JOB,
@@ -237,6 +83,8 @@ def submit_job(
         "mlflow.source.name": str(PROJECT_ROOT),
         "mlflow.project.entryPoint": algorithms_mod.get_algorithm(request.algorithm).entry_point,
     }
+    if ray is not None:  # Ray has it from submit on: never in the local runners' queue
+        tags[store.BACKEND], tags[store.STATE] = backends.RAY, store.STATE_LAUNCH
     if request.data_path:
         tags[store.DATA_PATH] = request.data_path
     else:
@@ -246,6 +94,8 @@ def submit_job(
         tags[store.NUMBER] = str(number)
         run = client.create_run(experiment_id, tags=tags, run_name=f"training job {number}")
         client.update_run(run.info.run_id, status="SCHEDULED")
+    if ray is not None:
+        backends.submit(settings, client, ray, client.get_run(run.info.run_id))
     if slots:
         runner_mod.ensure_runner(settings)
     return run.info.run_id
@@ -258,7 +108,12 @@ def _reconciled(settings: Settings, client: "MlflowClient", job_id: str):
 def _reconcile(settings: Settings, client: "MlflowClient", run):  # type: ignore[no-untyped-def]
     """The run with what a dead runner left unrecorded recorded: a job that died with its runner
     is marked failed; one that ended on its own after its runner died is finalised (model
-    version, exit code) here. One still training after its runner died needs a runner."""
+    version, exit code) here. One still training after its runner died needs a runner.
+    A Ray job is brought up to date with Ray (jobs/backends.py)."""
+    if run.data.tags.get(store.BACKEND):
+        from miniautoml.jobs import backends
+
+        return backends.reconcile(settings, client, run)
     if store.orphaned(settings, run):
         return store.mark_orphan_failed(settings, client, run)
     if store.abandoned(settings, run) and run.info.status in store.MLFLOW_TERMINAL and not store.job_process_alive(settings, run):
@@ -274,7 +129,11 @@ def _needs_runner(settings: Settings, run) -> bool:  # type: ignore[no-untyped-d
 
 def _status(settings: Settings, run, queue=None) -> JobStatus:  # type: ignore[no-untyped-def]
     """The job's status, with how it runs here (processes, logs) from its local record."""
-    return store.derive_status(run, queue, store.read_record(settings, run.info.run_id))
+    record = store.read_record(settings, run.info.run_id)
+    job = store.derive_status(run, queue, record)
+    if job.status == store.LAUNCH and record.get("ray_status") == "RUNNING":
+        job.status, job.message = store.RUNNING, "starting the trainer on Ray"  # Ray RUNNING -> running
+    return job
 
 
 def _revive_runner(settings: Settings) -> None:
@@ -360,6 +219,8 @@ def cancel_job(settings: Settings, job_id: str) -> JobStatus:
     """Cancel a job: a queued one never launches; a launched/running one is SIGTERMed and ends
     KILLED. Cancelling a finished job is an error."""
     client, experiment_id = _client(settings)
+    if store.get_job_run(client, job_id).data.tags.get(store.BACKEND):
+        return _cancel_ray(settings, client, job_id)
     with store.queue_lock(settings):
         run = _reconciled(settings, client, job_id)
         job = _status(settings, run)
@@ -376,6 +237,34 @@ def cancel_job(settings: Settings, job_id: str) -> JobStatus:
     if process is not None:
         process.kill_group()  # here and now; a runner on another host stops it on its next poll
     return _status(settings, client.get_run(job_id))
+
+
+def _cancel_ray(settings: Settings, client: "MlflowClient", job_id: str) -> JobStatus:
+    """Stop a Ray job (`ray job stop`); its end (failure, "cancelled by user") is recorded on the
+    next read. Outside the queue lock: recording an end takes it."""
+    from miniautoml.jobs import backends
+
+    job = _status(settings, _reconciled(settings, client, job_id))
+    if job.terminal:
+        raise UserInputError(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    store.set_tags(client, job_id, {store.CANCEL: "1"})
+    backends.RayBackend.connect(settings, store.read_record(settings, job_id).get("ray_address")).cancel(job_id)
+    return _status(settings, client.get_run(job_id))
+
+
+def job_logs(settings: Settings, job_id: str) -> str:
+    """The job's output so far: Ray's job logs for a Ray job, the runner's log files otherwise."""
+    from miniautoml.jobs import backends
+
+    client, _ = _client(settings)
+    run = store.get_job_run(client, job_id)
+    if backends.backend_of(run) == backends.RAY:
+        address = store.read_record(settings, job_id).get("ray_address")
+        try:
+            return backends.RayBackend.connect(settings, address).logs(job_id)
+        except UserInputError:
+            pass  # the cluster is gone: what was saved when the job ended
+    return backends.local_logs(settings, job_id)
 
 
 def stop_runners(settings: Settings, timeout: float = 30.0) -> list[int]:

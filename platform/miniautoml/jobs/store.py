@@ -43,6 +43,7 @@ EXIT_CODE = "miniautoml.exit_code"
 MESSAGE = "miniautoml.message"  # trainer: "test accuracy 0.xxx"; runner: the failure
 CANCEL = "miniautoml.cancel_requested"
 MODEL_VERSION = "miniautoml.model_version"
+BACKEND = "miniautoml.backend"  # "ray" for a Ray Job (jobs/backends.py); absent: the local runner
 NUMBER = "miniautoml.job_number"  # N of "training job N": the FIFO order (numbered under the queue lock)
 
 # --- the local job record (keys) --------------------------------------------------------------
@@ -220,6 +221,8 @@ def metadata(run: "Run", record: dict[str, Any] | None = None) -> dict[str, Any]
         "model_version": tags.get(MODEL_VERSION) or None,
         "model_uri": f"runs:/{run.info.run_id}/model",
         "logs": {"stdout": record.get(LOG_STDOUT), "stderr": record.get(LOG_STDERR)},
+        "backend": tags.get(BACKEND) or "local",
+        "node": record.get("ray_node"),  # Ray node id of a Ray job's driver
         "runner": _proc(record.get(RUNNER)),
         "process": _proc(record.get(PROCESS)),  # `mlflow run`, leader of the job's process group
     }
@@ -265,6 +268,8 @@ def finalised(settings: Settings, run: "Run") -> bool:
         return False
     if run.data.tags.get(STATE) == STATE_DONE:
         return True
+    if run.data.tags.get(BACKEND):  # a Ray job: done once its end is recorded (jobs/backends.py)
+        return False
     runner = ProcessRef.decode(read_record(settings, run.info.run_id).get(RUNNER))
     return runner is None or runner.alive() is None
 

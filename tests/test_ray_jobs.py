@@ -1,0 +1,92 @@
+"""Training jobs on a real local Ray cluster (`miniautoml cluster up`, `train submit --backend ray`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CLINC, csv_slice, job_cli, new_job_workspace
+
+pytest.importorskip("ray.job_submission", reason="the `ray` extra is not installed")
+
+pytestmark = pytest.mark.slow
+LONG_JOB = ("-P", "epochs=60", "-P", "patience=0")
+
+
+@pytest.fixture(scope="module")
+def ray_ws(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
+    """A job workspace with a Ray head (`cluster up --num-cpus 1`), always taken `down`."""
+    root = tmp_path_factory.mktemp("ray")
+    ws = new_job_workspace(root, mlflow_template)
+    up = job_cli(ws, "cluster", "up", "--num-cpus", "1", timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        yield ws, up.json
+    finally:
+        down = job_cli(ws, "cluster", "down", timeout=60)
+        assert down.returncode == 0, down.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def slice_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return csv_slice(CLINC / "demo-part1.csv", tmp_path_factory.mktemp("data") / "slice.csv", 300)
+
+
+def test_cluster_up_status(ray_ws):
+    ws, up = ray_ws
+    assert up["state"] == "started" and up["address"].startswith("http://127.0.0.1:") and up["healthy"]
+    status = job_cli(ws, "cluster", "status")
+    assert status.returncode == 0
+    assert status.json["state"] == "running" and status.json["address"] == up["address"]
+    again = job_cli(ws, "cluster", "up")  # reported, not restarted
+    assert again.json["state"] == "running" and again.json["pid"] == up["pid"]
+
+
+def test_ray_job_succeeds_and_registers(ray_ws, slice_csv: Path):
+    ws, _ = ray_ws
+    result = job_cli(ws, "train", "submit", "--backend", "ray", "--data-path", str(slice_csv),
+                     "--model-name", "intent", "-P", "epochs=1", "--wait", "--timeout", "150", timeout=200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = result.json
+    assert job["status"] == "succeed" and job["metadata"]["model_version"] == "1"
+    assert job["metadata"]["backend"] == "ray" and job["metadata"]["node"]
+    status = job_cli(ws, "train", "status", job["job_id"]).json
+    assert status["status"] == "succeed" and status["metadata"]["backend"] == "ray"
+    logs = job_cli(ws, "train", "logs", job["job_id"])
+    assert logs.returncode == 0 and "succeeded" in logs.stdout
+
+
+def test_cancel_running_ray_job(ray_ws, slice_csv: Path):
+    ws, _ = ray_ws
+    job_id = job_cli(ws, "train", "submit", "--backend", "ray", "--data-path", str(slice_csv),
+                     "--model-name", "long", *LONG_JOB).json["job_id"]
+    deadline = time.monotonic() + 90
+    while job_cli(ws, "train", "status", job_id).json["status"] != "running":
+        assert time.monotonic() < deadline, "the Ray job never ran"
+        time.sleep(1)
+    cancel = job_cli(ws, "train", "cancel", job_id)
+    assert cancel.returncode == 0, cancel.stderr[-2000:]
+    ended = job_cli(ws, "train", "wait", job_id, "--timeout", "60")
+    assert ended.returncode == 1, ended.stderr[-2000:]
+    assert ended.json["status"] == "failure" and ended.json["message"] == "cancelled by user"
+    assert ended.json["metadata"]["mlflow_status"] == "KILLED"
+
+
+def test_unknown_backend_is_one_line(ray_ws, slice_csv: Path):
+    ws, _ = ray_ws
+    result = job_cli(ws, "train", "submit", "--backend", "slurm", "--data-path", str(slice_csv), "--model-name", "m")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.error_line]
+    assert "unknown jobs backend" in result.error_line
+
+
+def test_ray_backend_without_cluster(tmp_path: Path, mlflow_template: Path, slice_csv: Path):
+    ws = new_job_workspace(tmp_path, mlflow_template)
+    result = job_cli(ws, "train", "submit", "--data-path", str(slice_csv), "--model-name", "m",
+                     env={"MINIAUTOML_JOBS_BACKEND": "ray"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.error_line]
+    assert "miniautoml cluster up" in result.error_line
+    assert job_cli(ws, "train", "list").json == []  # nothing queued
