@@ -144,7 +144,7 @@ def clinc_part2() -> Path:
 # --- training jobs: tests/test_jobs.py, test_runs.py, test_registry.py, test_mlflow_server.py ---
 # Variables of the caller that would point jobs at another store, runner limit or workspace.
 JOB_ENV_DROP = (
-    "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
     "MINIAUTOML_MAX_RUNNERS", "MINIAUTOML_WORKSPACE",
 )
 

@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 MODEL_NAME = "intent"
 TEXTS = ["what is my bank balance", "book a flight to paris tomorrow", "how do you say thank you in french"]
 # Variables of the caller that would point a child at another workspace, store or server setup.
-ENV_DROP = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "BENTOML_HOME")
+ENV_DROP = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "BENTOML_HOME")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

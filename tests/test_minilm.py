@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import importlib.util
+import os
 import json
 import subprocess
 from dataclasses import dataclass
@@ -123,7 +124,10 @@ def test_second_run_reuses_the_cached_embeddings(trained):
 @contextlib.contextmanager
 def trained_store(trained):
     """`models:/` URIs resolve in the trained workspace's store: set both tracking and registry
-    URIs (an earlier test in this process may have set a global registry URI), then unset."""
+    URIs (an earlier test in this process may have set a global registry URI), then put both back.
+    MLflow also exports them to os.environ, and `set_registry_uri(None)` leaves the variable
+    there: later child processes would read this workspace's registry."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(trained.client.tracking_uri)
     mlflow.set_registry_uri(trained.client.tracking_uri)
     try:
@@ -131,6 +135,11 @@ def trained_store(trained):
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.mark.slow

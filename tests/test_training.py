@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
 PY = sys.executable
 # Variables that would point a child process (or this one) at another workspace's MLflow run.
-MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 TEXTS = ["how do you say thank you in french", "what is my bank balance", "is it going to rain today"]
 
 
