@@ -225,7 +225,9 @@ def test_a_service_that_fails_to_start_takes_the_others_down(stack_workspace: Pa
     s3_port = free_port()
     result = stack_cli(
         stack_workspace, "up", "--s3", "--no-serve", "--mlflow-port", str(free_port()), "--s3-port", str(s3_port),
-        env={"MLFLOW_TRACKING_URI": "postgresql://nobody:nothing@127.0.0.1:1/none"},  # MLflow exits at once
+        # A driver SQLAlchemy does not have: MLflow exits at once (a reachable-looking PostgreSQL
+        # URI would make it retry the connection for minutes now that psycopg is installed).
+        env={"MLFLOW_TRACKING_URI": "postgresql+nosuchdriver://nobody:nothing@127.0.0.1:1/none"},
     )
     assert result.returncode == 2
     assert result.error_line.startswith("error: mlflow exited with code")
