@@ -27,10 +27,11 @@ def python(code: str, **env: str) -> Command:
     return Command([sys.executable, "-c", code], env=env)
 
 
-def wait_for_line(path: Path, text: str, timeout: float = 10.0) -> None:
+def wait_for_line(path: Path, text: str, timeout: float = 30.0, count: int = 1) -> None:
+    """Until `path` holds `count` lines equal to `text` (processes writing it interleave lines)."""
     deadline = time.monotonic() + timeout
-    while text not in (path.read_text() if path.exists() else ""):
-        assert time.monotonic() < deadline, f"{text!r} not in {path}"
+    while (path.read_text() if path.exists() else "").splitlines().count(text) < count:
+        assert time.monotonic() < deadline, f"{count} x {text!r} not in {path}"
         time.sleep(0.02)
 
 
@@ -262,7 +263,7 @@ def test_cancel_reaches_grandchildren_in_the_group_and_in_sessions_of_their_own(
     )
     proc = processes.spawn(python(code), log=log)
     cleanup.append(proc.pid)
-    wait_for_line(log, "ready\nready\n")
+    wait_for_line(log, "ready", count=2)
     line = next(ln for ln in log.read_text().splitlines() if ln.startswith("children"))
     same, own = (int(pid) for pid in line.split()[1:])
     cleanup.extend([same, own])
