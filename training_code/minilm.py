@@ -154,6 +154,8 @@ class MiniLMIntentModel(IntentClassifierModel):
     """Same interface as IntentClassifierModel (`predict_texts` fast path + pyfunc `predict`):
     the text goes through the installed encoder, the logged head gives the intent."""
 
+    ARTIFACT_FILES = FILES
+
     def load_artifacts(self, artifacts: Mapping[str, str]) -> None:
         spec = ModelSpec.from_dict(json.loads(Path(artifacts[SPEC]).read_text(encoding="utf-8")))
         self.labels: list[str] = json.loads(Path(artifacts[LABELS]).read_text(encoding="utf-8"))
@@ -178,12 +180,6 @@ class MiniLMIntentModel(IntentClassifierModel):
         (d / FILES[SPEC]).write_text(json.dumps(spec.to_dict()), encoding="utf-8")
         (d / FILES[ENCODER]).write_text(json.dumps(dict(encoder)), encoding="utf-8")
         return {key: str(d / name) for key, name in FILES.items()}
-
-    @classmethod
-    def from_dir(cls, directory: str | Path) -> "MiniLMIntentModel":
-        model = cls()
-        model.load_artifacts({key: str(Path(directory) / name) for key, name in FILES.items()})
-        return model
 
     def predict_texts(self, texts: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[dict[str, Any]]:
         if not texts:

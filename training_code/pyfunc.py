@@ -29,6 +29,8 @@ DEFAULT_TOP_K = 3
 class IntentClassifierModel(mlflow.pyfunc.PythonModel):
     """Text in, intent out: `{"result": label, "scores": {label: probability, ...top_k}}`."""
 
+    ARTIFACT_FILES = FILES  # artifact key -> file name; subclasses name their own
+
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.load_artifacts(context.artifacts)
 
@@ -59,7 +61,7 @@ class IntentClassifierModel(mlflow.pyfunc.PythonModel):
     def from_dir(cls, directory: str | Path) -> "IntentClassifierModel":
         """The model from a directory holding the artifact files (what the trainer writes)."""
         model = cls()
-        model.load_artifacts({key: str(Path(directory) / name) for key, name in FILES.items()})
+        model.load_artifacts({key: str(Path(directory) / name) for key, name in cls.ARTIFACT_FILES.items()})
         return model
 
     def predict_texts(self, texts: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[dict[str, Any]]:
