@@ -195,16 +195,38 @@ def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo
     raise NotFoundError(missing)
 
 
-def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:
-    """Point `alias` at `version` of model `name` (moving it from any other version)."""
-    from miniautoml.adapters import mlflow as mlflow_adapter
-
+def check_alias(alias: str) -> str:
+    """The alias without a leading '@'; UserInputError for one MLflow would refuse."""
     alias = (alias or "").strip().removeprefix("@")
     if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
         raise UserInputError(
             f"alias {alias!r}: use letters, digits, '_' or '-', starting with a letter or '_' "
             "('latest' and 'v<number>' are reserved)"
         )
+    return alias
+
+
+def register_run_model(settings: Settings, run_id: str, name: str, tags: dict[str, str]) -> ModelVersionInfo:
+    """Register the model run `run_id` logged (`runs:/ID/model`) as a new version of `name`,
+    tagged with `tags`, once it is ready: for a run whose trainer registered nothing (a sweep's
+    trials; only the best becomes a version)."""
+    import mlflow
+
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    mlflow_adapter.configure(settings)
+    outputs = _client(settings).get_run(run_id).outputs
+    logged = outputs.model_outputs if outputs else []  # MLflow 3: the run's logged model, by id
+    uri = f"models:/{logged[-1].model_id}" if logged else f"runs:/{run_id}/model"
+    mv = mlflow.register_model(uri, name, tags=tags)
+    return _version_info(_client(settings).get_model_version(name, str(mv.version)))
+
+
+def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:
+    """Point `alias` at `version` of model `name` (moving it from any other version)."""
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    alias = check_alias(alias)
     if not str(version).strip().isdigit():
         raise UserInputError(f"version {version!r}: expected a version number (1, 2, ...)")
     target = get_version(settings, name, str(version).strip())

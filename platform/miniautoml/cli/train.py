@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @click.group("train")
 def train() -> None:
-    """Training jobs: submit, follow, list, cancel. A job id is its MLflow run id."""
+    """Training jobs: submit, follow, list, cancel, sweep. A job id is its MLflow run id."""
 
 
 def _finish(job) -> None:  # type: ignore[no-untyped-def]
@@ -132,6 +132,74 @@ def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None,
         return
     info(f"job {job_id} queued; waiting for it to end")
     _finish(_wait(ctx, job_id, timeout))
+
+
+class _TrialProgress:
+    """One stderr line per finished trial."""
+
+    def __init__(self, trials: int, metric: str) -> None:
+        self.trials, self.metric, self.done = trials, metric, 0
+
+    def started(self, sweep_id: str) -> None:
+        info(f"sweep {sweep_id}: {self.trials} trial(s); Ctrl-C cancels the running ones")
+
+    def __call__(self, trial) -> None:  # type: ignore[no-untyped-def]
+        self.done += 1
+        value = f"{self.metric}={trial.value:.4f}" if trial.value is not None else trial.message
+        params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+        info(f"trial {self.done}/{self.trials} {trial.status}: {value} [{params}] run {trial.run_id or '-'}")
+
+
+def _interrupt_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # the sweep cancels its trials and ends KILLED, as on Ctrl-C
+
+
+@train.command("sweep")
+@click.option("--dataset", "dataset_id", default=None, metavar="DATASET", help="Dataset id or name.")
+@click.option("--version-hash", default=None, metavar="HASH", help="Dataset version (from `dataset prepare`).")
+@click.option("--data-path", default=None, hidden=True, help="Train from CSV file(s) (text,label).")
+@click.option("--model-name", default=None, metavar="NAME", help="Registered model that gets the best trial's version.")
+@click.option("--algorithm", default="intent-classification", show_default=True, help="Training algorithm.")
+@click.option("-P", "--param", "params", multiple=True, metavar="KEY=EXPR",
+              help="Search space (repeatable): interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), "
+                   "choice(a,b,c) or a fixed value, e.g. -P 'lr=tag(log, interval(1e-3, 1e-1))'.")
+@click.option("--trials", type=int, default=10, show_default=True, help="Trials (training jobs) in all.")
+@click.option("--parallel", type=int, default=1, show_default=True, help="Trials running at once.")
+@click.option("--metric", default=None, metavar="NAME",
+              help="Run metric to optimise [default: best_val_accuracy, maximised; *loss minimised].")
+@click.option("--alias", default=None, metavar="ALIAS", help="Point ALIAS at the best trial's version.")
+@click.option("--seed", type=int, default=None, help="Seed of the sampler (TPE), for a repeatable search.")
+@click.option("--prune", is_flag=True, help="Stop trials whose per-epoch val_accuracy trails the median (Optuna).")
+@click.option("--backend", default=None, metavar="local|ray", help="Where trials run (as for `train submit`).")
+@click.pass_context
+def sweep(ctx: click.Context, dataset_id: str | None, version_hash: str | None, data_path: str | None,
+          model_name: str | None, algorithm: str, params: tuple[str, ...], trials: int, parallel: int,
+          metric: str | None, alias: str | None, seed: int | None, prune: bool, backend: str | None) -> None:
+    """Search training parameters with Optuna (TPE): each trial is a training job nested under
+    the sweep's run; the best trial's model is registered. Prints the sweep; exit 1 if every
+    trial failed."""
+    import signal
+
+    from miniautoml.datasets.version_hash import parse as parse_version_hash
+    from miniautoml.sweeps import plan_sweep, run_sweep
+
+    settings = settings_of(ctx)
+    if version_hash and version_hash.strip():
+        version_hash = str(parse_version_hash(version_hash))
+    plan = plan_sweep(
+        settings, model_name=model_name, params=parse_pairs(params, "-P"), trials=trials, parallel=parallel,
+        dataset_id=dataset_id, version_hash=version_hash, data_path=data_path, algorithm=algorithm,
+        backend=backend, metric=metric, alias=alias, seed=seed, prune=prune,
+    )
+    progress = _TrialProgress(plan.trials, plan.metric)
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        result = run_sweep(settings, plan, on_start=progress.started, on_trial=progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    emit(result)
+    if result.status != "FINISHED":
+        sys.exit(1)
 
 
 @train.command("status")

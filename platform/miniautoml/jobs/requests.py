@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from miniautoml import algorithms as algorithms_mod
@@ -159,13 +159,21 @@ def build_request(
     else:  # CSV files of text,label rows: TEXT_INTENT data
         algorithms_mod.check_dataset_type(chosen, "TEXT_INTENT", f"--data-path {data_path}")
         data_path = _check_data_path(data_path)
-    params = _check_params(dict(params or {}))
+    request = JobRequest(
+        model_name=model_name, algorithm=chosen.name, dataset_id=dataset_id, version_hash=version_hash,
+        data_path=data_path,
+    )
+    return with_params(request, params or {})
+
+
+def with_params(request: JobRequest, params: dict[str, str]) -> JobRequest:
+    """`request` (validated) with training parameters `params`, checked: a sweep checks each point
+    of its search space this way without checking the dataset again."""
+    chosen = algorithms_mod.get_algorithm(request.algorithm)
+    params = _check_params(dict(params))
     for key, value in params.items():  # the config groups an algorithm implies are its own
         if key in chosen.config_group and value != chosen.config_group[key]:
             raise UserInputError(f"-P {key}={value}: algorithm {chosen.name} sets {key}={chosen.config_group[key]}")
-    request = JobRequest(
-        model_name=model_name, algorithm=chosen.name, dataset_id=dataset_id, version_hash=version_hash,
-        data_path=data_path, params=params,
-    )
+    request = replace(request, params=params)
     _check_training_config(request, chosen)
     return request

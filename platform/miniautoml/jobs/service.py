@@ -57,11 +57,15 @@ def submit_job(
     data_path: str | None = None,
     start_runner: bool = True,
     backend: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    register: bool = True,
 ) -> str:
     """Queue a training job; returns its id (= MLflow run id). Nothing is queued on bad input.
 
     With `start_runner`, a detached runner is spawned if a runner slot is free. `backend`
-    (jobs/backends.py): `local` (the runner) or `ray` (a Ray Job, submitted here).
+    (jobs/backends.py): `local` (the runner) or `ray` (a Ray Job, submitted here). `extra_tags`
+    go on the job's run when it is created (a sweep's `mlflow.parentRunId`); without `register`
+    the trainer registers no model version (no model name is handed to it).
     """
     from miniautoml.jobs import backends
 
@@ -75,14 +79,16 @@ def submit_job(
     slots = slots_mod.max_runners(settings) if start_runner and ray is None else 0
     client, experiment_id = _client(settings)
     tags = {
+        **(extra_tags or {}),
         store.KIND: store.KIND_JOB,
         store.ALGORITHM: request.algorithm,
-        store.MODEL_NAME: request.model_name,
         store.PARAMS: json.dumps(request.params, sort_keys=True),
         "mlflow.source.type": "PROJECT",
         "mlflow.source.name": str(PROJECT_ROOT),
         "mlflow.project.entryPoint": algorithms_mod.get_algorithm(request.algorithm).entry_point,
     }
+    if register:  # the runner hands the model name to the trainer, which registers a version
+        tags[store.MODEL_NAME] = request.model_name
     if ray is not None:  # Ray has it from submit on: never in the local runners' queue
         tags[store.BACKEND], tags[store.STATE] = backends.RAY, store.STATE_LAUNCH
     if request.data_path:
@@ -154,6 +160,14 @@ def job_status(settings: Settings, job_id: str) -> JobStatus:
     if _needs_runner(settings, run):
         _revive_runner(settings)
     return _status(settings, run, queue)
+
+
+def ended_job(settings: Settings, job_id: str) -> JobStatus | None:
+    """The job's final status once it ended and is recorded, else None; unlike `job_status` it
+    starts no runner, so a caller polling many jobs each second spawns none."""
+    client, _ = _client(settings)
+    run = _reconciled(settings, client, job_id)
+    return _status(settings, run) if store.finalised(settings, run) else None
 
 
 def list_jobs(settings: Settings, status: str | None = None, limit: int | None = 50) -> list[JobStatus]:
