@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from miniautoml import serving
-from miniautoml.serving import auth, bentoml_io, bodies, middleware, timeout_patch, worker
+from miniautoml.serving import auth, batch_wait, bentoml_io, bodies, middleware, timeout_patch, worker
 from miniautoml.redact import redact_uri
 from miniautoml.serving.answers import Answers, Reply
 
@@ -55,6 +55,8 @@ REQUESTS = bodies.request_models(OPTIONS)
 API_KEYS = auth.ApiKeys(OPTIONS.api_keys_file) if OPTIONS.api_keys_file else None
 if OPTIONS.patch_timeout_timers:
     timeout_patch.apply()
+if OPTIONS.batching and OPTIONS.batch_wait_patch:
+    batch_wait.apply()
 
 
 class ServiceArgs(BaseModel):

@@ -163,3 +163,24 @@ def test_init_is_idempotent_and_keeps_state_out_of_git(cli, workspace):
     tracked = subprocess.run(["git", "-C", str(workspace), "ls-files"], capture_output=True, text=True).stdout
     assert ".dvc/config.local" not in tracked and ".miniautoml" not in tracked
 
+
+
+def test_commits_and_snapshots_are_what_dvc_itself_reads_as_tracked_and_pushed(workspace, tmp_path, part1):
+    # The service writes cache, remote and .dvc files itself (no DVC Repo): DVC must agree with it.
+    from dvc.repo import Repo
+
+    settings = load_settings(workspace)
+    create_dataset(settings, "generic", "GENERIC", [part1, write(tmp_path / "notes.txt", "some notes\n")])
+    create_dataset(settings, "intents", "TEXT_INTENT", part1)
+    fetch_snapshot(settings, "intents", prepare_snapshot(settings, "intents").version_hash)
+    repo = Repo(str(workspace))
+    try:
+        assert repo.status() == {}  # workspace bytes match each .dvc file's md5, cache complete
+        assert repo.status(cloud=True, remote="storage") == {}  # every object on the remote
+    finally:
+        repo.close()
+    dvc_files = sorted(p.relative_to(workspace) for p in workspace.glob("data/datasets/*/*/*.dvc"))
+    assert [str(p) for p in dvc_files] == [
+        "data/datasets/1/commits/1.dvc", "data/datasets/2/commits/1.dvc", "data/datasets/2/snapshots/hashAg==.dvc"
+    ]
+    assert (workspace / "data/datasets/2/commits/.gitignore").read_text() == "/1\n"

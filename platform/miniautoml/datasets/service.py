@@ -57,13 +57,10 @@ def _as_paths(files: Path | str | list[Path | str]) -> list[Path]:
 def _track_and_push(settings: Settings, path: Path, progress: Progress) -> str:
     """DVC-track `path` and upload it; returns its DVC md5. Raises StorageError on outage."""
     crash_point("before-dvc-add")
-    with dvc.open_repo(settings) as repo:
-        progress(f"hashing {path.relative_to(settings.workspace)}")
-        md5 = dvc.add(repo, [path])[path]
-        if settings.storage.is_s3:
-            s3.ensure_bucket(settings.storage)
-        progress("uploading to the DVC remote")
-        dvc.push(repo, [path.with_name(path.name + ".dvc")])
+    if settings.storage.is_s3:
+        s3.ensure_bucket(settings.storage)
+    progress(f"hashing {path.relative_to(settings.workspace)} and uploading it to the DVC remote")
+    md5 = dvc.add_and_push(settings, path)
     crash_point("after-push")
     return md5
 

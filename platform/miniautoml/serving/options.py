@@ -68,6 +68,7 @@ class ServingOptions:
     gc_threshold: tuple[int, ...] = ()  # MINIAUTOML_GC_THRESHOLD: e.g. "20000,50,100"
     preload: tuple[str, ...] = ()  # MINIAUTOML_PRELOAD_MODELS: model ids loaded at start-up
     patch_timeout_timers: bool = True  # MINIAUTOML_PATCH_TIMEOUT_TIMERS: see serving.timeout_patch
+    batch_wait_patch: bool = True  # MINIAUTOML_BATCH_WAIT_PATCH: no slow lone client after a burst, see serving.batch_wait
     api_keys_file: str = ""  # MINIAUTOML_API_KEYS_FILE: Bearer keys, one a line; empty = no keys asked
     registered_only: bool = False  # MINIAUTOML_REGISTERED_ONLY: run ids of registered versions only
 
@@ -103,6 +104,7 @@ class ServingOptions:
             gc_threshold=gc_threshold,
             preload=tuple(m.strip() for m in env.get("MINIAUTOML_PRELOAD_MODELS", "").split(",") if m.strip()),
             patch_timeout_timers=_env_flag(env, "MINIAUTOML_PATCH_TIMEOUT_TIMERS", d.patch_timeout_timers),
+            batch_wait_patch=_env_flag(env, "MINIAUTOML_BATCH_WAIT_PATCH", d.batch_wait_patch),
             api_keys_file=env.get("MINIAUTOML_API_KEYS_FILE", "").strip(),
             registered_only=_env_flag(env, "MINIAUTOML_REGISTERED_ONLY", d.registered_only),
         )
