@@ -40,6 +40,8 @@ def test_cluster_up_status(ray_ws):
     status = job_cli(ws, "cluster", "status")
     assert status.returncode == 0
     assert status.json["state"] == "running" and status.json["address"] == up["address"]
+    assert status.json["node_count"] == 1 and [n["head"] for n in status.json["nodes"]] == [True]
+    assert status.json["join"] == f"ray start --address {up['gcs_address']}"
     again = job_cli(ws, "cluster", "up")  # reported, not restarted
     assert again.json["state"] == "running" and again.json["pid"] == up["pid"]
 

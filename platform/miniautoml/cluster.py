@@ -5,15 +5,21 @@ picked free here and a temp dir of its own under /tmp (Ray's socket paths must s
 clusters on one machine never meet. Its record, `<ws>/.miniautoml/ray/cluster.json`, holds the
 job `address` (the dashboard's HTTP address: the Ray Jobs API) that the `ray` jobs backend uses.
 `down` stops exactly that process tree (never `ray stop`, which stops every Ray of the user).
+Other machines join with Ray's own `ray start --address <gcs_address>` (docs/deploy/ray-cluster.md);
+`status` lists the nodes the head knows, read from its state API (`/api/v0/nodes`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +27,14 @@ from miniautoml.config import Settings
 from miniautoml.errors import UserInputError
 from miniautoml.processes import (
     Command,
+    Process,
     ProcessError,
     ProcessRef,
     free_port,
     http_ok,
     read_pidfile,
     spawn,
+    wait_ready,
     write_pidfile,
 )
 
@@ -68,17 +76,62 @@ def recorded_address(settings: Settings) -> str | None:
     return record.get("address") if _alive(record) else None
 
 
+def nodes(address: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The nodes the cluster at job `address` knows (dead ones included), from its state API:
+    [{node_id, ip, head, alive, state, state_message, cpus}]. Raises OSError when it does not answer."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{address.rstrip('/')}/api/v0/nodes?limit=1000", timeout=timeout) as resp:
+            body = json.load(resp)
+    except (urllib.error.URLError, ValueError) as exc:
+        raise OSError(f"the Ray state API at {address} did not answer: {exc}") from None
+    rows = ((body.get("data") or {}).get("result") or {}).get("result") or []
+    return [{
+        "node_id": row.get("node_id"),
+        "ip": row.get("node_ip"),
+        "head": bool(row.get("is_head_node")),
+        "alive": row.get("state") == "ALIVE",
+        "state": row.get("state"),
+        "state_message": row.get("state_message"),
+        "cpus": (row.get("resources_total") or {}).get("CPU"),
+    } for row in rows]
+
+
+def local_ips() -> set[str]:
+    """This machine's addresses (every interface, loopback included, and its hostname's)."""
+    import psutil
+
+    ips = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+    for addrs in psutil.net_if_addrs().values():
+        ips.update(a.address.split("%")[0] for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6))
+    try:
+        ips.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
+    except OSError:
+        pass
+    return ips
+
+
 def _describe(record: dict[str, Any] | None, state: str) -> dict[str, Any]:
     if not record:
-        return {"state": state, "address": None}
+        return {"state": state, "address": None, "nodes": [], "node_count": 0}
+    healthy = _healthy(record.get("address"))
+    try:
+        known, problem = (nodes(record["address"]) if healthy else []), None
+    except OSError as exc:
+        known, problem = [], str(exc)
+    gcs = record.get("gcs_address")
     return {
         "state": state,
         "address": record.get("address"),
-        "gcs_address": record.get("gcs_address"),
+        "gcs_address": gcs,
+        "join": f"ray start --address {gcs}" if gcs else None,  # run on a worker machine (docs/deploy/ray-cluster.md)
         "num_cpus": record.get("num_cpus"),
         "pid": record.get("pid"),
         "alive": _alive(record),
-        "healthy": _healthy(record.get("address")),
+        "healthy": healthy,
+        "node_count": sum(1 for n in known if n["alive"]),  # alive nodes, the head included
+        "nodes": known,
+        **({"nodes_error": problem} if problem else {}),
         "temp_dir": record.get("temp_dir"),
         "log": record.get("log"),
     }
@@ -89,8 +142,9 @@ def status(settings: Settings) -> dict[str, Any]:
     return _describe(record, "running" if _alive(record) else "stopped")
 
 
-def up(settings: Settings, num_cpus: int = 1, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
-    """Start the workspace's Ray head (a running one is reported, not restarted)."""
+def up(settings: Settings, num_cpus: int = 1, timeout: float = READY_TIMEOUT, host: str = HOST) -> dict[str, Any]:
+    """Start the workspace's Ray head (a running one is reported, not restarted). `host`: the
+    address it listens on and advertises; other machines can join only if it is not loopback."""
     record = read_pidfile(record_path(settings))
     if _alive(record):
         return _describe(record, "running")
@@ -99,13 +153,13 @@ def up(settings: Settings, num_cpus: int = 1, timeout: float = READY_TIMEOUT) ->
     ray = _ray_exe()
     ray_dir(settings).mkdir(parents=True, exist_ok=True)
     temp_dir = tempfile.mkdtemp(prefix="mam-ray-")
-    ports = {name: free_port(HOST) for name in (
+    ports = {name: free_port(host) for name in (
         "port", "dashboard-port", "ray-client-server-port", "node-manager-port", "object-manager-port",
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
     )}
-    argv = [ray, "start", "--head", "--block", "--node-ip-address", HOST, "--num-cpus", str(num_cpus),
+    argv = [ray, "start", "--head", "--block", "--node-ip-address", host, "--num-cpus", str(num_cpus),
             "--object-store-memory", str(OBJECT_STORE_BYTES), "--include-dashboard", "true",
-            "--dashboard-host", HOST, "--temp-dir", temp_dir, "--disable-usage-stats"]
+            "--dashboard-host", host, "--temp-dir", temp_dir, "--disable-usage-stats"]
     for name, port in ports.items():
         argv += [f"--{name}", str(port)]
     env = {
@@ -114,24 +168,37 @@ def up(settings: Settings, num_cpus: int = 1, timeout: float = READY_TIMEOUT) ->
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     log = ray_dir(settings) / "ray-head.log"
-    proc = spawn(Command(argv, settings.workspace, env, unset=_FOREIGN_ENV), log=log, name="ray head")
-    address = f"http://{HOST}:{ports['dashboard-port']}"
-    record = write_pidfile(record_path(settings), proc, address=address, gcs_address=f"{HOST}:{ports['port']}",
+    address = f"http://{host}:{ports['dashboard-port']}"
+    # ready once the job API lists jobs (the dashboard alone answers earlier)
+    proc = spawn(Command(argv, settings.workspace, env, unset=_FOREIGN_ENV), log=log, name="ray head",
+                 ready_url=f"{address}/api/jobs/")
+    record = write_pidfile(record_path(settings), proc, address=address, gcs_address=f"{host}:{ports['port']}",
                            num_cpus=num_cpus, temp_dir=temp_dir, log=str(log))
     deadline = time.monotonic() + timeout
-    while not _jobs_api_ready(address):
-        if not proc.running() or time.monotonic() >= deadline:
-            why = f"exited with code {proc.returncode}" if not proc.running() else f"not ready within {timeout:g}s"
-            _stop_tree(record)
-            record_path(settings).unlink(missing_ok=True)
-            raise ProcessError(f"ray head {why}; log {log}")
-        time.sleep(0.25)
+    try:
+        wait_ready([proc], timeout)
+        _wait_head_listed(address, proc, deadline)
+    except ProcessError:
+        _stop_tree(record)
+        record_path(settings).unlink(missing_ok=True)
+        raise
     return _describe(record, "started")
 
 
-def _jobs_api_ready(address: str) -> bool:
-    """The dashboard answers and its job API lists jobs (the job head is up)."""
-    return _healthy(address) and http_ok(f"{address}/api/jobs/")
+def _wait_head_listed(address: str, proc: Process, deadline: float) -> None:
+    """Wait until the state API lists the head: for ~15 s after the job API answers it lists no
+    node, and `status` (node_count) must not report an empty cluster."""
+    while True:
+        try:
+            if any(n["head"] and n["alive"] for n in nodes(address)):
+                return
+        except OSError:
+            pass
+        if not proc.running():
+            raise ProcessError(f"ray head exited with code {proc.returncode}; log {proc.log}")
+        if time.monotonic() >= deadline:
+            raise ProcessError(f"ray head: its state API listed no node in time; log {proc.log}")
+        time.sleep(0.25)
 
 
 def down(settings: Settings, grace: float = STOP_GRACE) -> dict[str, Any]:

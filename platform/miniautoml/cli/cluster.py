@@ -18,20 +18,24 @@ def cluster() -> None:
               help="CPUs the head offers: each job takes one, Ray queues the rest.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=90.0, show_default=True,
               help="Seconds the head may take to answer.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the head listens on and advertises; a LAN address lets other machines join.")
 @click.pass_context
-def up(ctx: click.Context, num_cpus: int, timeout: float) -> None:
-    """Start the workspace's Ray head in the background; prints JSON with its job `address`."""
+def up(ctx: click.Context, num_cpus: int, timeout: float, host: str) -> None:
+    """Start the workspace's Ray head in the background; prints JSON with its job `address`
+    and the `join` command for other machines (`ray start --address <gcs_address>`)."""
     from miniautoml import cluster as cluster_mod
 
-    result = cluster_mod.up(settings_of(ctx), num_cpus=num_cpus, timeout=timeout)
-    info(f"ray head: {result['state']} {result['address']}")
+    result = cluster_mod.up(settings_of(ctx), num_cpus=num_cpus, timeout=timeout, host=host)
+    info(f"ray head: {result['state']} {result['address']}; other nodes join with: {result.get('join')}")
     emit(result)
 
 
 @cluster.command("status")
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """The workspace's Ray head: state, job address, pid, healthy."""
+    """The workspace's Ray cluster: state, job address, GCS address to join, and its nodes
+    (`node_count` alive; `nodes`: id, ip, head, alive)."""
     from miniautoml import cluster as cluster_mod
 
     emit(cluster_mod.status(settings_of(ctx)))

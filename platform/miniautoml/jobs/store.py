@@ -223,6 +223,7 @@ def metadata(run: "Run", record: dict[str, Any] | None = None) -> dict[str, Any]
         "logs": {"stdout": record.get(LOG_STDOUT), "stderr": record.get(LOG_STDERR)},
         "backend": tags.get(BACKEND) or "local",
         "node": record.get("ray_node"),  # Ray node id of a Ray job's driver
+        "node_ip": record.get("ray_node_ip"),  # and that node's IP
         "runner": _proc(record.get(RUNNER)),
         "process": _proc(record.get(PROCESS)),  # `mlflow run`, leader of the job's process group
     }

@@ -1,0 +1,232 @@
+"""Training jobs on a real 2-node Ray cluster on this machine, tracked by a real `mlflow server` on
+PostgreSQL: a head (`miniautoml cluster up`) and a worker node (Ray's own `ray start --address`,
+ports and temp dir of its own), as a second machine would join. Plus the rules that need no cluster:
+which tracking stores a cluster beyond this machine refuses, and the entrypoint's preflight.
+
+S3 (moto) is not part of this cluster test: both nodes share this disk, so a dataset pulled from
+the DVC remote would prove nothing more than tests/test_dataset_s3.py does; jobs train from CSV.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import BIN, CLINC, csv_slice, job_cli, job_env, wait_http
+from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
+
+from miniautoml.jobs import backends, store
+from miniautoml.processes import Command, free_port, spawn
+
+LONG_JOB = ("-P", "epochs=400", "-P", "patience=0")  # runs minutes: killed or cancelled, never awaited
+LOCAL = {"127.0.0.1", "localhost", "10.0.0.5"}
+
+
+# --- the SQLite refusal rule (no cluster) -----------------------------------------------------
+@pytest.mark.parametrize("uri", ["sqlite:////ws/.miniautoml/mlflow.db", "file:///ws/mlruns", "/ws/mlruns"])
+def test_local_store_is_refused_when_a_node_is_elsewhere(uri: str):
+    problem = backends.local_store_problem(uri, "http://127.0.0.1:8265", ["127.0.0.1", "10.0.0.9"], LOCAL)
+    assert problem and "10.0.0.9" in problem and "MLflow server" in problem and "\n" not in problem
+
+
+def test_local_store_is_refused_when_the_ray_address_is_remote():
+    problem = backends.local_store_problem("sqlite:///mlflow.db", "http://ray-head.example:8265", [], LOCAL)
+    assert problem and "ray-head.example" in problem
+
+
+def test_local_store_is_fine_on_a_cluster_of_this_machine_only():
+    assert backends.local_store_problem("sqlite:///m.db", "http://127.0.0.1:8265", ["127.0.0.1", "10.0.0.5"], LOCAL) is None
+
+
+@pytest.mark.parametrize("uri", ["http://mlflow:5000", "https://mlflow.example", "postgresql://u@db/mlflow"])
+def test_a_tracking_server_is_fine_anywhere(uri: str):
+    assert backends.local_store_problem(uri, "http://ray-head.example:8265", ["10.0.0.9"], LOCAL) is None
+
+
+def test_submit_with_sqlite_to_a_remote_cluster_is_one_line_and_queues_nothing(tmp_path: Path):
+    ws = tmp_path / "ws"
+    (ws / ".miniautoml").mkdir(parents=True)
+    data = csv_slice(CLINC / "demo-part1.csv", tmp_path / "slice.csv", 10)
+    remote = "http://203.0.113.7:8265"  # TEST-NET-3: never this machine
+    result = job_cli(ws, "train", "submit", "--backend", "ray", "--data-path", str(data), "--model-name", "m",
+                     env={"MINIAUTOML_RAY_ADDRESS": remote}, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.error_line]
+    assert "sqlite:" in result.error_line and "203.0.113.7" in result.error_line and "miniautoml up" in result.error_line
+    assert job_cli(ws, "train", "list").json == []
+
+
+# --- the entrypoint's preflight (a real shell, no cluster) --------------------------------------
+def _job_run(data_path: str) -> SimpleNamespace:
+    return SimpleNamespace(data=SimpleNamespace(tags={store.DATA_PATH: data_path}))
+
+
+def test_entrypoint_names_a_missing_input_in_one_line(tmp_path: Path):
+    settings = SimpleNamespace(workspace=tmp_path)
+    missing = tmp_path / "elsewhere.csv"
+    command = backends.entrypoint(settings, _job_run(str(missing)), ["echo", "trained"])
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith(backends.MISSING_ON_NODE) and f"--data-path file at {missing}" in proc.stderr
+
+
+def test_entrypoint_runs_the_job_when_its_inputs_are_there(tmp_path: Path):
+    data = csv_slice(CLINC / "demo-part1.csv", tmp_path / "slice.csv", 10)
+    command = backends.entrypoint(SimpleNamespace(workspace=tmp_path), _job_run(str(data)), ["pwd"])
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(backends.PROJECT_ROOT)
+
+
+# --- a real 2-node cluster ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tracking_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
+    """`mlflow server` on a database of its own in the session's PostgreSQL."""
+    root = tmp_path_factory.mktemp("ray-mlflow")
+    postgres_server.psql("CREATE DATABASE ray_cluster", database="postgres")
+    log = open(root / "server.log", "w")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", postgres_server.uri("ray_cluster"), "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env=job_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=120, proc=proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal `pid` and every descendant (a worker node: `ray start`, raylet, its workers, jobs)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=15)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory, tracking_server: str):
+    """A workspace tracked by the server, its head (`cluster up --num-cpus 1`) and a worker node
+    (`ray start --address <gcs> --num-cpus 1`); the worker's tree is killed and the head taken
+    `down` in the end (never `ray stop`: it would stop every Ray on the machine)."""
+    pytest.importorskip("ray.job_submission", reason="the `ray` extra is not installed")
+    root = tmp_path_factory.mktemp("ray-2")
+    ws = root / "ws"
+    (ws / ".miniautoml").mkdir(parents=True)
+    env = {"MLFLOW_TRACKING_URI": tracking_server}
+    worker_tmp = tempfile.mkdtemp(prefix="mam-rayw-")  # short: Ray's socket paths live there
+    worker = None
+    try:
+        up = job_cli(ws, "cluster", "up", "--num-cpus", "1", env=env, timeout=120)
+        assert up.returncode == 0, up.stderr[-2000:]
+        argv = [str(BIN / "ray"), "start", "--address", up.json["gcs_address"], "--block",
+                "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", "100000000",
+                "--temp-dir", worker_tmp, "--disable-usage-stats"]
+        for name in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                     "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port"):
+            argv += [f"--{name}", str(free_port())]
+        worker = spawn(Command(argv, ws, {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"},
+                               unset=("RAY_ADDRESS", "MLFLOW_RUN_ID")), log=root / "worker.log", name="ray worker")
+        deadline = time.monotonic() + 90  # the head's state API is the readiness check
+        while (status := job_cli(ws, "cluster", "status", env=env).json)["node_count"] < 2:
+            assert worker.running(), (root / "worker.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, f"the worker node never joined: {status}"
+            time.sleep(1)
+        yield SimpleNamespace(ws=ws, env=env, up=up.json, status=status, worker=worker,
+                              data=csv_slice(CLINC / "demo-part1.csv", root / "slice.csv", 300))
+    finally:
+        if worker is not None:
+            _kill_tree(worker.pid)
+        down = job_cli(ws, "cluster", "down", env=env, timeout=60)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
+        assert down.returncode == 0, down.stderr[-2000:]
+
+
+def _submit(c: SimpleNamespace, *params: str, model: str = "intent") -> str:
+    result = job_cli(c.ws, "train", "submit", "--backend", "ray", "--data-path", str(c.data),
+                     "--model-name", model, *params, env=c.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.json["job_id"]
+
+
+def _wait_running(c: SimpleNamespace, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while (status := job_cli(c.ws, "train", "status", job_id, env=c.env).json)["status"] != "running":
+        assert status["status"] in ("waiting", "launch"), status
+        assert time.monotonic() < deadline, f"job {job_id} never ran: {status}"
+        time.sleep(1)
+    return status
+
+
+@pytest.mark.slow
+def test_status_lists_both_nodes_and_how_to_join(two_nodes):
+    status = two_nodes.status
+    assert status["node_count"] == 2 and len({n["node_id"] for n in status["nodes"]}) == 2
+    assert sorted(n["head"] for n in status["nodes"] if n["alive"]) == [False, True]
+    assert status["join"] == f"ray start --address {two_nodes.up['gcs_address']}"
+
+
+@pytest.mark.slow
+def test_four_jobs_succeed_across_both_nodes(two_nodes):
+    from mlflow import MlflowClient
+
+    job_ids = [_submit(two_nodes, "-P", "epochs=1") for _ in range(4)]
+    ended = [job_cli(two_nodes.ws, "train", "wait", job_id, "--timeout", "300", env=two_nodes.env, timeout=330)
+             for job_id in job_ids]
+    assert [e.returncode for e in ended] == [0] * 4, [e.stdout[-500:] + e.stderr[-1000:] for e in ended]
+    assert {e.json["status"] for e in ended} == {"succeed"}
+    alive = {n["node_id"] for n in two_nodes.status["nodes"] if n["alive"]}
+    assert {e.json["metadata"]["node"] for e in ended} == alive  # both nodes ran jobs
+    assert all(e.json["metadata"]["node_ip"] for e in ended)
+    client = MlflowClient(tracking_uri=two_nodes.env["MLFLOW_TRACKING_URI"])
+    tagged = {client.get_run(job_id).data.tags[backends.NODE_TAG].split()[0] for job_id in job_ids}
+    assert tagged == alive  # the runs themselves say where they ran
+
+
+@pytest.mark.slow
+def test_worker_node_killed_mid_job_fails_that_job_and_the_queue_goes_on(two_nodes):
+    """Two long jobs take both nodes' CPUs and a third waits; the worker node is SIGKILLed."""
+    first, second = _submit(two_nodes, *LONG_JOB, model="long"), _submit(two_nodes, *LONG_JOB, model="long")
+    running = {job_id: _wait_running(two_nodes, job_id)["metadata"]["node"] for job_id in (first, second)}
+    worker_node = next(n["node_id"] for n in two_nodes.status["nodes"] if n["alive"] and not n["head"])
+    assert worker_node in running.values()  # one CPU per node: one of them runs on the worker
+    on_worker = next(job_id for job_id, node in running.items() if node == worker_node)
+    on_head = next(job_id for job_id in running if job_id != on_worker)
+    queued = _submit(two_nodes, "-P", "epochs=1", model="after")
+
+    _kill_tree(two_nodes.worker.pid)
+    lost = job_cli(two_nodes.ws, "train", "wait", on_worker, "--timeout", "120", env=two_nodes.env, timeout=150)
+    assert lost.returncode == 1, lost.stderr[-2000:]
+    assert lost.json["status"] == "failure" and lost.json["metadata"]["mlflow_status"] == "FAILED"
+    assert f"the Ray node {worker_node}" in lost.json["message"] and "died" in lost.json["message"]
+
+    assert job_cli(two_nodes.ws, "train", "cancel", on_head, env=two_nodes.env).returncode == 0
+    after = job_cli(two_nodes.ws, "train", "wait", queued, "--timeout", "240", env=two_nodes.env, timeout=270)
+    assert after.returncode == 0, after.stdout[-1000:] + after.stderr[-2000:]
+    assert after.json["status"] == "succeed" and after.json["metadata"]["node"] != worker_node
