@@ -21,6 +21,7 @@ from serving_support import (
     start_server,
     trained_models,
 )
+from test_serving_auth import request as keyed_request
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,27 @@ def bento_server(built: dict, models: TrainedModels, tmp_path_factory: pytest.Te
     srv = start_server(argv, env, work / "server.log", cwd=work, port=port)
     yield srv
     srv.stop()
+
+
+API_KEY = "bento-key-" + "0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def keyed_bento_server(built: dict, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """`bentoml serve TAG` as the README says to run it with API keys: MINIAUTOML_API_KEYS_FILE."""
+    work = tmp_path_factory.mktemp("bento-serve-keys")
+    keys = work / "api-keys"
+    keys.write_text(f"# prediction clients\n{API_KEY}\n")
+    port = free_port()
+    env = clean_env(BENTOML_HOME=built["bentoml_home"], MINIAUTOML_API_KEYS_FILE=str(keys))
+    argv = [str(BIN / "bentoml"), "serve", built["tag"], "--host", "127.0.0.1", "--port", str(port)]
+    srv = start_server(argv, env, work / "server.log", cwd=work, port=port)
+    yield srv
+    srv.stop()
+
+
+def keyed_calls(models: TrainedModels) -> list[tuple[str, dict | None]]:
+    return [("/predict", {"model_id": f"{models.name}@champion", "document": TEXTS[0]}), ("/metrics", None)]
 
 
 def bento_dir(built: dict) -> Path:
@@ -146,3 +168,26 @@ def test_bento_list_shows_the_built_bento(built: dict, models: TrainedModels) ->
     assert proc.returncode == 0, proc.stderr
     bentos = {b["tag"]: b for b in json.loads(proc.stdout)}
     assert bentos[built["tag"]]["labels"]["run_id"] == models.run_v1
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_a_bento_served_with_api_keys_answers_401_without_the_key(
+    keyed_bento_server: Server, models: TrainedModels, key: str | None
+) -> None:
+    for path, body in keyed_calls(models):
+        status, _, text = keyed_request(keyed_bento_server, path, body, key)
+        assert status == 401, (path, status, text)
+        assert "\n" not in text.strip() and "Bearer" in json.loads(text)["error"]
+
+
+def test_a_bento_served_with_api_keys_answers_200_with_the_key(keyed_bento_server: Server, models: TrainedModels) -> None:
+    for path, body in keyed_calls(models):
+        status, _, text = keyed_request(keyed_bento_server, path, body, API_KEY)
+        assert status == 200, (path, status, text)
+    status, _, text = keyed_request(keyed_bento_server, "/predict", keyed_calls(models)[0][1], API_KEY)
+    assert json.loads(text)["model_id"] == models.run_v1
+
+
+def test_a_bento_served_with_api_keys_keeps_its_probes_open(keyed_bento_server: Server) -> None:
+    assert keyed_request(keyed_bento_server, "/livez")[0] == 200
+    assert keyed_request(keyed_bento_server, "/readyz")[0] == 200

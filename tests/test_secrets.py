@@ -4,6 +4,7 @@ stack's command lines and pid files; the S3 secret only in `.dvc/config.local` (
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from conftest import run_cli
 from serving_support import clean_env
 
 from miniautoml import serving
-from miniautoml.config import load_settings
+from miniautoml.config import PROJECT_ROOT, load_settings
 from miniautoml.redact import has_credentials, redact_uri
 
 PASSWORD = "pa55-w0rd-zz"
@@ -179,3 +180,15 @@ def test_no_s3_secret_in_git_history_state_dir_bento_store_or_output(workspace: 
     assert (state / "bentoml").is_dir()
     assert _files_holding(state, secret.encode()) == []
     assert not any(secret in text for text in outputs)
+
+
+FENCED = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def test_every_bentoml_serve_command_of_the_bentos_readme_binds_the_loopback() -> None:
+    """BentoML's own default host is 0.0.0.0: a command copied from the README must not expose
+    the service."""
+    text = (PROJECT_ROOT / "bentos" / "README.md").read_text(encoding="utf-8")
+    commands = [line for block in FENCED.findall(text) for line in block.splitlines() if "bentoml serve" in line]
+    assert commands
+    assert [line for line in commands if "--host 127.0.0.1" not in line] == []

@@ -175,6 +175,25 @@ def test_a_non_loopback_host_without_keys_warns_naming_the_flag() -> None:
     assert exposure_warning("127.0.0.1", {}) is None
 
 
+def test_up_on_all_interfaces_without_keys_warns_naming_the_variable(tmp_path: Path) -> None:
+    """`miniautoml up --host 0.0.0.0`: the stack's prediction service has no keys flag of its own."""
+    import socket
+
+    from test_stack import records, stack_cli
+
+    with socket.socket() as busy:  # the service's port taken: `up` stops right after its warnings
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = stack_cli(tmp_path / "ws", "up", "--host", "0.0.0.0", "--serve-port", str(port),
+                           "--mlflow-port", str(free_port()), env={"MINIAUTOML_API_KEYS_FILE": ""})  # fmt: skip
+    assert result.returncode == 2 and "already in use" in result.error_line, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "prediction service" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+    assert "0.0.0.0" in warnings[0] and "MINIAUTOML_API_KEYS_FILE" in warnings[0]
+    assert records(tmp_path / "ws") == {}
+
+
 def test_launch_turns_registered_only_on_for_non_loopback_hosts(tmp_path: Path, monkeypatch) -> None:
     from miniautoml.config import load_settings
 

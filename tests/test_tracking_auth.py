@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import stat
 import urllib.error
 import urllib.request
@@ -194,3 +195,40 @@ def test_an_auth_database_keeps_its_admin_password(auth_stack: AuthStack):
     assert "another-password-456" not in result.stderr + result.stdout
     assert records(ws) == {}
     assert os.environ.get("MLFLOW_TRACKING_PASSWORD") != "another-password-456"
+
+
+def test_the_admin_comes_from_the_secret_file_before_the_environment(tmp_path: Path):
+    from miniautoml.stack.services import AdminCredentials, admin_credentials
+
+    secret = tmp_path / "admin.secret"
+    secret.write_text(f"{ADMIN}:{PASSWORD}:with-colon\n")  # only the first `:` separates
+    admin = admin_credentials(secret, environ=creds_env("someone", "environment-password-0"))
+    assert admin == AdminCredentials(ADMIN, f"{PASSWORD}:with-colon")
+    assert PASSWORD not in repr(admin)
+
+
+def warnings_of(result: CliResult) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+
+
+def test_up_on_all_interfaces_without_auth_warns_naming_the_flag(tmp_path: Path):
+    with socket.socket() as busy:  # MLflow's port taken: `up` stops right after its warnings
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = stack_cli(tmp_path / "ws", "up", "--host", "0.0.0.0", "--no-serve", "--mlflow-port", str(port))
+    assert result.returncode == 2 and "already in use" in result.error_line, result.stderr
+    [warning] = warnings_of(result)
+    assert "0.0.0.0" in warning and "--auth" in warning
+    assert records(tmp_path / "ws") == {}
+
+
+def test_up_on_all_interfaces_with_auth_does_not_warn_about_mlflow(tmp_path: Path):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = stack_cli(tmp_path / "ws", "up", "--auth", "--host", "0.0.0.0", "--no-serve",
+                           "--mlflow-port", str(port), env=creds_env())  # fmt: skip
+    assert result.returncode == 2 and "already in use" in result.error_line, result.stderr
+    assert warnings_of(result) == []

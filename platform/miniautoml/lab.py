@@ -110,7 +110,10 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
     url = f"http://127.0.0.1:{port}"
     progress(f"[5/12] serve on {url}")
     server = stack.start_prediction_service(
-        settings, port, env={"MINIAUTOML_ALIAS_REFRESH_SECONDS": "1"},  # the promotion shows within a second
+        settings, port,
+        # The promotion shows within a second; the first model loads before /readyz, so the first
+        # prediction never waits for a download from the artifact store (20 s request budget).
+        env={"MINIAUTOML_ALIAS_REFRESH_SECONDS": "1", "MINIAUTOML_PRELOAD_MODELS": job1["job_id"]},
         log=settings.state_dir / "lab-serve.log", timeout=options.ready_timeout,
     )
     try:

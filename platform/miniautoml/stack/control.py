@@ -258,13 +258,34 @@ def _ordered(services: dict[str, dict]) -> dict[str, dict]:
     return dict(sorted(services.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
+def exposure_warnings(opts: StackOptions, services: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """What binding a non-loopback host would leave open to anyone who can reach it, naming the
+    flag or variable that closes it (loopback, the default, needs no warning)."""
+    from miniautoml.serving.auth import is_loopback
+
+    if is_loopback(opts.host):
+        return []
+    env = os.environ if environ is None else environ
+    warnings = []
+    if "mlflow" in services and opts.auth is None:
+        warnings.append(f"MLflow on {opts.host} has no login: anyone who can reach it reads and changes runs and "
+                        "models; pass --auth")
+    if "serve" in services and not env.get("MINIAUTOML_API_KEYS_FILE", "").strip():
+        warnings.append(f"the prediction service on {opts.host} has no API keys: anyone who can reach it can "
+                        "predict and read /metrics; set MINIAUTOML_API_KEYS_FILE")
+    return warnings
+
+
 def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] | None = None) -> dict:
     """Start the requested services that are not running yet; report all that run.
 
-    `progress` gets a line per service as it starts (after every check has passed).
+    `progress` gets a line per service as it starts (after every check has passed), and first a
+    `warning: ...` line per service a non-loopback host leaves open (`exposure_warnings`).
     """
     say = progress or (lambda _line: None)
     wanted = [name for name in ORDER if (name != "s3" or opts.s3) and (name != "serve" or opts.serve)]
+    for warning in exposure_warnings(opts, wanted):
+        say(f"warning: {warning}")
     if opts.s3 and os.environ.get("MINIAUTOML_S3_ENDPOINT"):
         raise UserInputError(
             f"MINIAUTOML_S3_ENDPOINT={os.environ['MINIAUTOML_S3_ENDPOINT']} already names the storage; "
