@@ -75,6 +75,10 @@ def _error_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # stdout carries our JSON only: MLflow otherwise writes "View run ..." links there when a run
+    # ends on a tracking server (job status, cancel, reconcile) and "View model" on registration.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_PRINT_MODEL_URLS_ON_CREATION", "false")
     try:
         cli.main(args=argv, prog_name="miniautoml", standalone_mode=False)
     except MiniAutoMLError as exc:

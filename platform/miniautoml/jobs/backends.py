@@ -20,7 +20,6 @@ ends failure with that said, whether Ray already reports it FAILED or still RUNN
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -209,20 +208,13 @@ def submit(settings: Settings, client: "MlflowClient", ray: RayBackend, run: "Ru
     except Exception as exc:
         message = f"could not submit to Ray at {ray.address}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
         store.set_tags(client, run.info.run_id, {store.MESSAGE: message, store.STATE: store.STATE_DONE})
-        with contextlib.redirect_stdout(sys.stderr):  # MLflow's "View run" links (see reconcile)
-            client.set_terminated(run.info.run_id, "FAILED")
+        client.set_terminated(run.info.run_id, "FAILED")
         raise MiniAutoMLError(f"job {run.info.run_id}: {message}") from None
 
 
 def reconcile(settings: Settings, client: "MlflowClient", run: "Run") -> "Run":
     """Bring a Ray job's run up to date with Ray; record its end once Ray reports one, or once the
     node running its driver is dead (Ray may still say RUNNING until it notices)."""
-    # Ending a run on an MLflow server prints "View run ..." links to stdout: the CLI's JSON.
-    with contextlib.redirect_stdout(sys.stderr):
-        return _reconcile(settings, client, run)
-
-
-def _reconcile(settings: Settings, client: "MlflowClient", run: "Run") -> "Run":
     if run.data.tags.get(store.STATE) == store.STATE_DONE:
         return run
     run_id = run.info.run_id
