@@ -88,3 +88,49 @@ def test_run_and_version_are_rows_in_postgres(postgres_server: PostgresServer, p
         f"SELECT name, version, run_id FROM model_versions WHERE name = '{MODEL}'") == [[MODEL, "1", run_id]]
     epochs = postgres_server.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'")
     assert int(epochs[0][0]) > 0
+
+
+def test_eight_jobs_and_a_sweep_writing_at_once_lose_no_run(pg_mlflow_server: str, postgres_server: PostgresServer,
+                                                            tmp_path_factory: pytest.TempPathFactory):
+    """8 jobs and a 4-trial sweep (parallel 2) against one PostgreSQL-backed server at the same time:
+    every job succeeds with its own registered version, every trial is recorded, no run is left open."""
+    root = tmp_path_factory.mktemp("postgres-concurrent")
+    ws = root / "ws"
+    ws.mkdir()
+    data = csv_slice(CLINC / "demo-part1.csv", root / "slice.csv", 300)
+    env = {"MLFLOW_TRACKING_URI": pg_mlflow_server, "MINIAUTOML_MAX_RUNNERS": "3"}
+    sweep = None
+    try:
+        jobs = []
+        for _ in range(8):
+            submitted = job_cli(ws, "train", "submit", "--data-path", str(data), "--model-name", "concurrent",
+                                "-P", "epochs=1", env=env)
+            assert submitted.returncode == 0, submitted.stderr[-2000:]
+            jobs.append(submitted.json["job_id"])
+        sweep = subprocess.Popen(
+            [str(BIN / "miniautoml"), "-w", str(ws), "train", "sweep", "--data-path", str(data),
+             "--model-name", "swept", "--trials", "4", "--parallel", "2", "--seed", "1",
+             "-P", "epochs=1", "-P", "lr=tag(log, interval(0.01, 0.5))"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+            env=job_env(**env),
+        )
+        ended = [job_cli(ws, "train", "wait", job_id, "--timeout", "900", env=env, timeout=960) for job_id in jobs]
+        out, err = sweep.communicate(timeout=900)
+    finally:
+        if sweep is not None and sweep.poll() is None:
+            sweep.kill()
+        stop_job_processes(ws)
+    assert [e.json["status"] for e in ended] == ["succeed"] * 8, [e.stderr[-500:] for e in ended]
+    assert sweep.returncode == 0, err[-3000:]
+    swept = json.loads(out)
+    assert [t["status"] for t in swept["trials"]] == ["succeed"] * 4
+    # Each job registered its own version; no run of the workspace is left open.
+    versions = postgres_server.psql("SELECT run_id FROM model_versions WHERE name = 'concurrent'")
+    assert sorted(row[0] for row in versions) == sorted(jobs)
+    trial_ids = {t["run_id"] for t in swept["trials"]}
+    nested = postgres_server.psql(
+        f"SELECT run_uuid FROM tags WHERE key = 'mlflow.parentRunId' AND value = '{swept['sweep_id']}'")
+    assert {row[0] for row in nested} == trial_ids
+    ids = ", ".join(f"'{i}'" for i in [*jobs, *trial_ids, swept["sweep_id"]])
+    statuses = postgres_server.psql(f"SELECT status, count(*) FROM runs WHERE run_uuid IN ({ids}) GROUP BY status")
+    assert statuses == [["FINISHED", "13"]]
