@@ -44,8 +44,13 @@ def poll(what: str, check, timeout: float = 120.0, every: float = 0.2):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def trainer_pid(job_id: str) -> int | None:
-    """The `python -m training_code.train` process of a job (the runner tags it MINIAUTOML_JOB_ID)."""
+def trainer_pid(job_id: str, workspace: Path | None = None) -> int | None:
+    """The `python -m training_code.train` process of a job: named in its record when the runner
+    forked it (warm start), else the process the runner tags MINIAUTOML_JOB_ID (cold start)."""
+    if workspace is not None:
+        ref = ProcessRef.decode(job_record(workspace, job_id).get("trainer"))
+        if ref is not None:
+            return ref.pid if ref.alive() else None
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -428,7 +433,7 @@ def running_jobs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
 
 def test_sigkilled_trainer_ends_failure_and_killed(running_jobs):
     ws, jobs = running_jobs
-    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigkill"])), signal.SIGKILL)
+    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigkill"], ws)), signal.SIGKILL)
     result = job_cli(ws, "train", "wait", jobs["sigkill"], "--timeout", "120")
     assert result.returncode == 1
     assert result.json["status"] == "failure"
@@ -439,7 +444,7 @@ def test_sigkilled_trainer_ends_failure_and_killed(running_jobs):
 
 def test_sigtermed_trainer_ends_failure(running_jobs):
     ws, jobs = running_jobs
-    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigterm"])), signal.SIGTERM)
+    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigterm"], ws)), signal.SIGTERM)
     result = job_cli(ws, "train", "wait", jobs["sigterm"], "--timeout", "120")
     assert result.json["status"] == "failure"
     assert result.json["message"].startswith("trainer killed by SIGTERM")

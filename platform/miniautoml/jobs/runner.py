@@ -2,7 +2,9 @@
 
 At most `max_runners` runners live per workspace; each holds an flock on a slot file in
 `<ws>/.miniautoml/runners/`, so a runner that dies (even SIGKILLed) frees its slot at once.
-`submit` spawns a runner when a slot is free; a runner exits when the queue is empty.
+`submit` wakes an idle runner and spawns one when a slot is free; a runner exits when the queue
+has stayed empty for `runner_idle_seconds`. A runner preloads the trainer and forks each job
+(jobs/warm.py); `MINIAUTOML_WARM_START=0` launches the `mlflow run` CLI instead (cold).
 
 Every job ends terminal: `mlflow run` marks FINISHED/FAILED when the trainer exits, and the
 runner marks FAILED/KILLED (with the exit code or signal and the last stderr line) whenever the
@@ -11,22 +13,24 @@ run was left RUNNING or SCHEDULED, e.g. when the job's process group was SIGKILL
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shlex
 import shutil
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError
-from miniautoml.jobs import store
+from miniautoml.jobs import slots as slots_mod
+from miniautoml.jobs import store, warm
+from miniautoml.jobs.launch import child_command, launch_command, launch_spec, read_status, trainer_wrapper
 from miniautoml.jobs.messages import failure_message
 from miniautoml.jobs.slots import acquire_slot, free_slot, max_runners, release_slot
-from miniautoml.processes import Command, Process, ProcessRef, spawn
+from miniautoml.processes import Process, ProcessRef, spawn
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -37,94 +41,28 @@ log = logging.getLogger("miniautoml.jobs.runner")
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.2
 CANCEL_POLL_SECONDS = 2.0
-# Variables a parent may carry that would make `mlflow run` or the trainer log to another run.
-_FOREIGN_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+IDLE_QUEUE_CHECK_SECONDS = 5.0  # an idle runner also looks at the queue itself (a missed wake-up)
+__all__ = ["Runner", "ensure_runner", "launch_command", "main", "spawn_runner"]
+_child_command = child_command  # the names tests and older callers use
 
 
 def spawn_runner(settings: Settings) -> int:
     """Start a detached runner process for the workspace (a session of its own: it survives the
     submitting shell's Ctrl-C and exit); returns its pid."""
     argv = [sys.executable, "-m", "miniautoml.jobs", "runner", "--workspace", str(settings.workspace)]
-    return spawn(_child_command(settings, argv, settings.workspace), log=store.logs_dir(settings) / "runner.log").pid
+    return spawn(child_command(settings, argv, settings.workspace), log=store.logs_dir(settings) / "runner.log").pid
 
 
 def ensure_runner(settings: Settings) -> int | None:
-    """Spawn a runner if a slot is free (jobs may be waiting). Returns the new pid or None."""
-    slots = max_runners(settings)
-    if slots == 0 or not free_slot(settings, slots):
+    """Wake idle runners and spawn one if a slot is free (jobs may be waiting). Returns the new
+    pid or None."""
+    count = max_runners(settings)
+    if count == 0:
+        return None
+    slots_mod.wake_runners(settings)
+    if not free_slot(settings, count):
         return None
     return spawn_runner(settings)
-
-
-def _child_command(settings: Settings, argv: list[str], cwd: Path, **env: str) -> Command:
-    """`argv` with the workspace's tool environment, `env` added."""
-    child_env = settings.tool_env()
-    # MLproject commands say `python`: make it this interpreter even when the venv is not active.
-    bindir = str(Path(sys.executable).parent)
-    child_env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    child_env["MINIAUTOML_PYTHON"] = sys.executable  # read by the MLproject command
-    child_env["PYTHONUNBUFFERED"] = "1"
-    return Command(argv, cwd, {**child_env, **env}, unset=_FOREIGN_ENV)
-
-
-def _mlflow_command() -> list[str]:
-    exe = Path(sys.executable).with_name("mlflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
-
-
-def launch_command(run: "Run", storage_dir: Path | None = None) -> list[str]:
-    """`mlflow run <project> -e ENTRY_POINT --env-manager local --experiment-id X --run-id ID -P ...`."""
-    import json
-
-    from miniautoml.algorithms import DEFAULT_ALGORITHM, get_algorithm
-
-    tags = run.data.tags
-    # Its declaration (params/algorithms/): the entry point; its config groups come before the -P.
-    algorithm = get_algorithm(tags.get(store.ALGORITHM) or DEFAULT_ALGORITHM)
-    entry_point = algorithm.entry_point
-    overrides = [*algorithm.overrides(), *(f"{k}={v}" for k, v in json.loads(tags.get(store.PARAMS) or "{}").items())]
-    params = {
-        "dataset_id": tags.get(store.DATASET_ID, ""),
-        "version_hash": tags.get(store.VERSION_HASH, ""),
-        "model_name": tags.get(store.MODEL_NAME, ""),
-        "data_path": tags.get(store.DATA_PATH, ""),
-        "overrides": shlex.join(overrides),
-    }
-    cmd = [*_mlflow_command(), "run", str(PROJECT_ROOT), "-e", entry_point, "--env-manager", "local",
-           "--experiment-id", run.info.experiment_id, "--run-id", run.info.run_id]
-    if storage_dir is not None:  # else `mlflow run` leaves a fresh /tmp/tmpXXXX behind per run
-        cmd += ["--storage-dir", str(storage_dir)]
-    for key, value in params.items():
-        cmd += ["-P", f"{key}={value}"]
-    return cmd
-
-
-# The MLproject runs `${MINIAUTOML_PYTHON:-python} -m training_code.train`. The runner points
-# MINIAUTOML_PYTHON at this wrapper, which records how the trainer ended: `mlflow run` itself
-# exits 1 on any failure, so it cannot tell an exception from a SIGKILL.
-_WRAPPER = """#!/bin/sh
-# Written by the MiniAutoML job runner: run the trainer, record its exit status (128+N: signal N).
-"$MINIAUTOML_REAL_PYTHON" "$@"
-status=$?
-if [ -n "$MINIAUTOML_EXIT_FILE" ]; then echo "$status" > "$MINIAUTOML_EXIT_FILE"; fi
-exit "$status"
-"""
-
-
-def _trainer_wrapper(settings: Settings) -> Path:
-    path = store.logs_dir(settings) / "trainer-python.sh"
-    if not path.is_file() or path.read_text() != _WRAPPER:
-        from miniautoml.files import atomic_write_text
-
-        atomic_write_text(path, _WRAPPER, mode=0o755)
-    return path
-
-
-def _read_status(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 class Runner:
@@ -132,11 +70,13 @@ class Runner:
         from miniautoml.adapters import mlflow as mlflow_adapter
 
         self.settings = settings
-        self.wrapper = _trainer_wrapper(settings)
+        self.wrapper = trainer_wrapper(settings)
         self.client: MlflowClient = mlflow_adapter.client(settings)
         self.experiment_id = mlflow_adapter.ensure_experiment(settings)
         self.me = ProcessRef.of(os.getpid())
         self.stop_signal: int | None = None
+        self.slot: IO[str] | None = None
+        self.wake_fd: int | None = None
 
     # -- queue ---------------------------------------------------------------------------------
     def claim_next(self) -> "Run | None":
@@ -190,7 +130,7 @@ class Runner:
         logs = store.logs_dir(self.settings)
         shutil.rmtree(logs / f"{run_id}.storage", ignore_errors=True)
         status_file = logs / f"{run_id}.exit"
-        trainer_status = _read_status(status_file)
+        trainer_status = read_status(status_file)
         status_file.unlink(missing_ok=True)
         # `mlflow run`'s own exit code died with its runner: FINISHED means it exited 0.
         mlflow_status = self.client.get_run(run_id).info.status
@@ -208,31 +148,38 @@ class Runner:
         status_file = logs / f"{run_id}.exit"
         status_file.unlink(missing_ok=True)
         try:
-            argv = launch_command(run, storage)
+            spec = launch_spec(run, storage)
         except MiniAutoMLError as exc:  # e.g. its algorithm's declaration was removed since submit
             return self.fail(run_id, f"could not launch: {exc}")
-        command = _child_command(
-            self.settings, argv, PROJECT_ROOT,
+        command = child_command(
+            self.settings, spec.argv(), PROJECT_ROOT,
             MINIAUTOML_PYTHON=str(self.wrapper), MINIAUTOML_REAL_PYTHON=sys.executable,
             MINIAUTOML_EXIT_FILE=str(status_file), MINIAUTOML_JOB_ID=run_id,
         )  # fmt: skip
-        log.info("job %s: %s", run_id, " ".join(command.argv))
+        warm_start = warm.ready()
+        log.info("job %s (%s): %s", run_id, "warm" if warm_start else "cold", " ".join(command.argv))
         if self._cancel_requested(run_id):
             return self.fail(run_id, "cancelled before launch", "KILLED")
         out_path.unlink(missing_ok=True)
         err_path.unlink(missing_ok=True)
         try:
-            job = spawn(command, log=out_path, err_log=err_path, name=f"job {run_id}")
+            if warm_start:
+                held = [fd for fd in (self.wake_fd, self.slot.fileno() if self.slot else None) if fd is not None]
+                job = warm.start_job(spec, command, out_path, err_path, close_fds=held,
+                                     on_trainer=lambda ref: self._record(run_id, **{warm.TRAINER: ref.encode()}),
+                                     name=f"job {run_id}")  # fmt: skip
+            else:
+                job = spawn(command, log=out_path, err_log=err_path, name=f"job {run_id}")
         except OSError as exc:
             return self.fail(run_id, f"could not start mlflow run: {exc}")
-        store.update_record(self.settings, run_id, **{
+        self._record(run_id, **{
             store.PROCESS: job.ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
-        })
+        })  # fmt: skip
         stopped_by_runner = self._watch(run_id, job)
         rc = job.returncode
         assert rc is not None  # our child, waited for
         shutil.rmtree(storage, ignore_errors=True)
-        trainer_status = _read_status(status_file)
+        trainer_status = read_status(status_file)
         status_file.unlink(missing_ok=True)
         return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
 
@@ -301,6 +248,11 @@ class Runner:
         log.info("job %s: %s (exit code %s)", run_id, status, rc)
         return status
 
+    def _record(self, run_id: str, **fields: str) -> None:
+        """Add to the job's record; locked, as a warm job's own process writes to it too."""
+        with store.queue_lock(self.settings):
+            store.update_record(self.settings, run_id, **fields)
+
     def _cancel_requested(self, run_id: str) -> bool:
         try:
             return self.client.get_run(run_id).data.tags.get(store.CANCEL) == "1"
@@ -327,11 +279,14 @@ class Runner:
 
     # -- loop ----------------------------------------------------------------------------------
     def serve(self, slots: int) -> int:
-        """Drain the queue while holding a slot; returns the number of jobs run."""
-        slot = acquire_slot(self.settings, slots)
-        if slot is None:
+        """Drain the queue while holding a slot, then wait idle for more; returns the number of
+        jobs run."""
+        self.slot = self.slot or acquire_slot(self.settings, slots)
+        if self.slot is None:
             log.info("all %d runner slot(s) taken; exiting", slots)
             return 0
+        if warm.enabled():  # holding the slot: a submit meanwhile starts no other runner
+            warm.preload()
         done = 0
         try:
             self.reconcile_orphans()
@@ -339,14 +294,16 @@ class Runner:
             while self.stop_signal is None:
                 run = self.claim_next()
                 if run is None:
+                    if self.idle():
+                        continue
                     # Release, then look once more: a submit that saw our slot taken before we
                     # released it has already queued its job, and one after will spawn a runner.
-                    release_slot(slot)
-                    slot = None
+                    release_slot(self.slot)
+                    self.slot = None
                     if not store.queued(self.client, self.experiment_id):
                         break
-                    slot = acquire_slot(self.settings, slots)
-                    if slot is None:
+                    self.slot = acquire_slot(self.settings, slots)
+                    if self.slot is None:
                         break
                     continue
                 try:
@@ -359,9 +316,30 @@ class Runner:
                         log.exception("job %s: could not record the failure", run.info.run_id)
                 done += 1
         finally:
-            if slot is not None:
-                release_slot(slot)
+            if self.slot is not None:
+                release_slot(self.slot)
+                self.slot = None
         return done
+
+    def idle(self) -> bool:
+        """Wait, warm, for a job: True when one is queued, False after `runner_idle_seconds`
+        (at once without a wake FIFO, or when the preloaded code changed: a new runner loads it)."""
+        try:
+            seconds = slots_mod.idle_seconds(self.settings) if max_runners(self.settings) else 0.0
+        except MiniAutoMLError as exc:
+            log.warning("%s; not waiting for more jobs", exc)
+            return False
+        if self.wake_fd is None or seconds <= 0 or (warm.enabled() and not warm.ready()):
+            return False
+        deadline = time.monotonic() + seconds
+        while self.stop_signal is None and self.settings.state_dir.is_dir():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            slots_mod.wait_wake(self.wake_fd, min(left, IDLE_QUEUE_CHECK_SECONDS))
+            if self.stop_signal is None and store.queued(self.client, self.experiment_id):
+                return True
+        return False
 
 
 def claim_abandoned(settings: Settings, client: "MlflowClient", run_id: str, me: ProcessRef) -> "Run | None":
@@ -385,15 +363,34 @@ def finalise_abandoned(settings: Settings, run: "Run") -> "Run":
 
 
 def main(settings: Settings, slots: int | None = None) -> int:
-    """Entry of `python -m miniautoml.jobs runner`: drain the queue, then exit."""
+    """Entry of `python -m miniautoml.jobs runner`: drain the queue, wait idle a while, exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner[%(process)d] %(levelname)s %(message)s")
-    runner = Runner(settings)
+    slots = slots if slots is not None else max(1, max_runners(settings))
+    # The slot first: until a runner holds it, `submit`/`wait` see it free and spawn more runners.
+    slot = acquire_slot(settings, slots)
+    if slot is None:
+        log.info("all %d runner slot(s) taken; exiting", slots)
+        return 0
+    try:
+        runner = Runner(settings)
+    except BaseException:
+        release_slot(slot)
+        raise
+    runner.slot = slot
 
     def on_signal(signum: int, _frame: object) -> None:
         runner.stop_signal = signum
+        if runner.wake_fd is not None:  # end an idle wait now (a full pipe wakes it anyway)
+            with contextlib.suppress(OSError):
+                os.write(runner.wake_fd, b"s")
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    count = runner.serve(slots if slots is not None else max(1, max_runners(settings)))
+    runner.wake_fd = slots_mod.open_wake(settings)
+    try:
+        count = runner.serve(slots)
+    finally:
+        if runner.wake_fd is not None:
+            os.close(runner.wake_fd)
     log.info("queue drained after %d job(s); exiting", count)
     return count

@@ -2,12 +2,18 @@
 
 A slot file lives in `<ws>/.miniautoml/runners/`; the kernel drops a dead runner's flock at once
 (even after SIGKILL), so a free slot is exactly a slot no live runner holds.
+
+A runner whose queue ran dry stays for `runner_idle_seconds`, warm, waiting on the FIFO
+`runners/wake`: `submit` writes a byte to it, so the next job starts without a new runner.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import select
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -17,6 +23,8 @@ from miniautoml.processes import ProcessRef
 
 MAX_RUNNERS_ENV = "MINIAUTOML_MAX_RUNNERS"
 DEFAULT_MAX_RUNNERS = 1
+IDLE_ENV = "MINIAUTOML_RUNNER_IDLE_SECONDS"
+DEFAULT_IDLE_SECONDS = 60.0
 
 
 def max_runners(settings: Settings) -> int:
@@ -35,6 +43,25 @@ def max_runners(settings: Settings) -> int:
         raise UserInputError(f"{source}={raw!r}: expected a whole number >= 0") from None
     if value < 0:
         raise UserInputError(f"{source}={raw!r}: expected a whole number >= 0")
+    return value
+
+
+def idle_seconds(settings: Settings) -> float:
+    """How long a runner waits for new jobs once the queue is empty: $MINIAUTOML_RUNNER_IDLE_SECONDS,
+    else `[jobs] runner_idle_seconds` in miniautoml.toml, else 60. 0: exit at once."""
+    raw = os.environ.get(IDLE_ENV)
+    source = IDLE_ENV
+    if raw in (None, ""):
+        from miniautoml.config import file_settings
+
+        raw = file_settings(settings.workspace).get("jobs", {}).get("runner_idle_seconds", DEFAULT_IDLE_SECONDS)
+        source = f"{CONFIG_FILE} [jobs] runner_idle_seconds"
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{source}={raw!r}: expected a number of seconds >= 0") from None
+    if not value >= 0 or value == float("inf"):
+        raise UserInputError(f"{source}={raw!r}: expected a number of seconds >= 0")
     return value
 
 
@@ -97,3 +124,58 @@ def free_slot(settings: Settings, slots: int) -> bool:
             fh.close()  # closing drops the flock
             return True
     return False
+
+
+# --- waking an idle runner --------------------------------------------------------------------
+def _wake_path(settings: Settings) -> Path:
+    path = settings.state_dir / "runners"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / "wake"
+
+
+def open_wake(settings: Settings) -> int | None:
+    """The wake FIFO, opened by a runner for reading (and writing, so it never sees EOF); None
+    where FIFOs are not supported (the runner then exits when idle, as without one)."""
+    path = _wake_path(settings)
+    try:
+        if not path.exists():
+            os.mkfifo(path, 0o600)
+        if not stat.S_ISFIFO(path.stat().st_mode):
+            return None
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileExistsError:  # another runner made it first
+        return open_wake(settings)
+    except OSError:
+        return None
+
+
+def wake_runners(settings: Settings) -> bool:
+    """Tell idle runners that jobs wait; False if no runner listens."""
+    path = settings.state_dir / "runners" / "wake"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no runner has it open; ENOENT: none ever did
+        return False
+    try:
+        os.write(fd, b"w")
+    except OSError as exc:  # EAGAIN: the pipe is full of wake-ups already
+        return exc.errno == errno.EAGAIN
+    finally:
+        os.close(fd)
+    return True
+
+
+def wait_wake(fd: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for a wake-up; True if one came (all pending ones are read)."""
+    try:
+        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+    except InterruptedError:
+        return True
+    if not ready:
+        return False
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+    return True

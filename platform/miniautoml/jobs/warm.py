@@ -1,0 +1,336 @@
+"""Warm job start: the runner imports what `mlflow run` and the trainer import once, then forks.
+
+A cold job pays two interpreter start-ups (`mlflow run`, then `python -m training_code.train`),
+each importing MLflow, and the trainer torch and Hydra: seconds before the run is RUNNING. Here
+the runner preloads those modules and, per job, forks:
+
+- the job process (in `mlflow run`'s place: leader of its own session and process group, stdout
+  and stderr to the job's logs, the job's environment and cwd), which calls the MLflow Projects
+  API as `mlflow run` does (`mlflow.projects.run(..., run_id=ID, synchronous=True)`: the
+  Project's tags, entry-point params, FINISHED/FAILED when the command ends);
+- for the entry point's command `${MINIAUTOML_PYTHON:-python} -m training_code.train ARGS`, the
+  trainer as a fork of the job process that runs the module as `__main__` with those ARGS, the
+  run's environment (MLFLOW_RUN_ID, ...) and cwd, as the shell would have; the job process
+  records its exit status like the runner's wrapper script. Any other command goes to the shell.
+
+Each fork starts from the runner's state, which never trains: no job sees another's MLflow
+active run, environment, cwd, argv or Hydra state; each gets fresh database connections.
+`MINIAUTOML_WARM_START=0` (or code changed since the runner preloaded it) starts jobs cold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from miniautoml.config import PROJECT_ROOT
+from miniautoml.jobs.launch import LaunchSpec
+from miniautoml.processes import Command, Process, ProcessRef
+
+log = logging.getLogger("miniautoml.jobs.warm")
+
+WARM_ENV = "MINIAUTOML_WARM_START"
+TRAINER = "trainer"  # the job record's key for the trainer process (a fork: named by the record)
+TRAINER_MODULE = "training_code.train"
+# What the job process and the trainer import before the run is RUNNING (and while training).
+PRELOAD = (
+    "mlflow.projects", "mlflow.projects.backend.local", "torch", "hydra", "pandas", "mlflow.pyfunc",
+    "miniautoml.adapters.git", TRAINER_MODULE, "training_code.tracking", "training_code.pyfunc",
+    "training_code.plots", "training_code.data", "training_code.engine", "training_code.model",
+)  # fmt: skip
+_COMMAND_PYTHON = ("${MINIAUTOML_PYTHON:-python}", "$MINIAUTOML_PYTHON", "python")
+_SHELL_SPECIAL = set("$`\\\"|&;<>(){}*?[]~#\n")
+_loaded: dict[str, int] | None = None  # our modules' files and mtimes when preloaded
+
+
+def enabled() -> bool:
+    return os.environ.get(WARM_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _loaded_code() -> dict[str, int]:
+    """Our modules this process has loaded (training_code, miniautoml): file -> mtime."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and name.partition(".")[0] in ("training_code", "miniautoml"):
+            with contextlib.suppress(OSError):
+                found[path] = os.stat(path).st_mtime_ns
+    return found
+
+
+def preload() -> bool:
+    """Import the job's and trainer's modules into this process; False (jobs start cold) on failure."""
+    global _loaded
+    start = time.perf_counter()
+    try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+    except Exception as exc:  # e.g. a broken install: the cold path reports it per job
+        log.warning("warm start off: importing the trainer failed: %s: %s", type(exc).__name__, exc)
+        return False
+    _loaded = _loaded_code()
+    log.info("preloaded the trainer in %.1fs", time.perf_counter() - start)
+    return True
+
+
+def ready() -> bool:
+    """Jobs can start warm: preloaded, and none of the loaded code was edited since."""
+    if _loaded is None:
+        return False
+    for path, mtime in _loaded.items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+# --- the runner's side --------------------------------------------------------------------------
+def start_job(
+    spec: LaunchSpec,
+    command: Command,
+    out_path: Path,
+    err_path: Path,
+    *,
+    close_fds: Iterable[int],
+    on_trainer: Callable[[ProcessRef], None],
+    name: str,
+) -> Process:
+    """Fork the job that `command` (`spec.argv()`) would run; returns its handle. `close_fds`
+    (the runner's slot lock, ...) are closed in the child; `on_trainer` runs in the job process
+    once the trainer is forked."""
+    env, cwd = command.environ(), Path(command.cwd or PROJECT_ROOT)
+    _flush()
+    pid = os.fork()
+    if pid == 0:  # the job process: never returns
+        code = 1
+        try:
+            _become_job(out_path, err_path, list(close_fds), env, cwd)
+            code = _run_project(spec, on_trainer)
+        except BaseException:  # noqa: BLE001 - like an uncaught error in `mlflow run`
+            traceback.print_exc()
+        _exit(code)
+    return Process(ProcessRef.of(pid), Forked(pid, command.argv), name=name)
+
+
+class Forked:
+    """A forked child as `subprocess.Popen` shows one (pid, poll, wait, returncode, signals), for
+    `Process` and MLflow's `LocalSubmittedRun`. `exit_file` gets its shell exit status."""
+
+    def __init__(self, pid: int, args: list[str], exit_file: str | None = None):
+        self.pid, self.args, self.exit_file = pid, args, exit_file
+        self.returncode: int | None = None
+
+    def _reaped(self, status: int) -> None:
+        self.returncode = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
+        if self.exit_file:
+            shell = 128 - self.returncode if self.returncode < 0 else self.returncode
+            with contextlib.suppress(OSError):
+                Path(self.exit_file).write_text(f"{shell}\n")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: the code is lost
+                self.returncode = 1
+                return self.returncode
+            if pid:
+                self._reaped(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            while self.returncode is None:
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    self.returncode = 1
+                    break
+                self._reaped(status)
+            return self.returncode
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+# --- in the job process ---------------------------------------------------------------------------
+def _become_job(out_path: Path, err_path: Path, close_fds: list[int], env: dict[str, str], cwd: Path) -> None:
+    """What `spawn` gives a job: a session of its own, /dev/null in, logs out, its env and cwd."""
+    os.setsid()
+    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND),
+                            (2, err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)):  # fmt: skip
+        new = os.open(path, flags, 0o644)
+        os.dup2(new, fd)
+        os.close(new)
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _fresh_process(env, cwd)
+
+
+def _fresh_process(env: dict[str, str], cwd: Path) -> None:
+    """This fork as a new process would start: default signals, `env`, `cwd`, no logging set up,
+    MLflow reading its URIs from `env` over connections of its own, no Hydra state."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # The parent's pooled connections stay the parent's (SQLAlchemy's recipe for a fork).
+    for engine in [*TrackingStore._engine_map.values(), *RegistryStore._engine_map.values()]:
+        engine.dispose(close=False)
+    for module, cached in (("mlflow.utils.request_utils", "_cached_get_request_session"),
+                           ("mlflow.store.artifact.s3_artifact_repo", "_cached_get_s3_client")):  # fmt: skip
+        with contextlib.suppress(ImportError, AttributeError):
+            getattr(importlib.import_module(module), cached).cache_clear()  # HTTP/S3 sockets
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+    fluent._active_experiment_id = None
+    fluent._active_run_stack.reset()
+    fluent._last_active_run_id.reset()
+
+    from miniautoml.adapters import mlflow as mlflow_adapter
+
+    mlflow_adapter._tracking.cache_clear()
+    mlflow_adapter._active = None
+    with contextlib.suppress(ImportError):
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+
+
+def _run_project(spec: LaunchSpec, on_trainer: Callable[[ProcessRef], None]) -> int:
+    """`mlflow run`'s body: the Projects API, with the trainer forked instead of exec'd."""
+    import mlflow.projects
+    from mlflow.projects.backend import local
+
+    local._run_entry_point = functools.partial(_run_entry_point, local._run_entry_point, on_trainer)
+    try:
+        mlflow.projects.run(**spec.project_args())
+    except mlflow.projects.ExecutionException as exc:
+        logging.getLogger("mlflow.cli").error("=== %s ===", exc)  # what `mlflow run` says, exit 1
+        return 1
+    return 0
+
+
+def trainer_args(command: str) -> list[str] | None:
+    """ARGS of an entry point command `<python> -m training_code.train ARGS` whose ARGS the shell
+    would only unquote; None for any other command."""
+    for python in _COMMAND_PYTHON:
+        prefix = f"{python} -m {TRAINER_MODULE}"
+        if command == prefix or command.startswith(prefix + " "):
+            rest = command[len(prefix):]
+            unquoted = "".join(rest.split("'")[::2])  # outside single quotes
+            if "'" in rest and rest.count("'") % 2 or _SHELL_SPECIAL & set(unquoted):
+                return None
+            return shlex.split(rest)
+    return None
+
+
+def _run_entry_point(original: Callable[..., Any], on_trainer: Callable[[ProcessRef], None],
+                     command: str, work_dir: str, experiment_id: str, run_id: str) -> Any:
+    """`mlflow.projects.backend.local._run_entry_point`, forking the trainer when it is the command."""
+    import mlflow
+    from mlflow.projects.backend import local
+    from mlflow.projects.submitted_run import LocalSubmittedRun
+
+    args = trainer_args(command)
+    if args is None:
+        return original(command, work_dir, experiment_id, run_id)
+    env = os.environ.copy()
+    env.update(local.get_run_env_vars(run_id, experiment_id))
+    env.update(local.get_databricks_env_vars(tracking_uri=mlflow.get_tracking_uri()))
+    local._logger.info("=== Running command '%s' in run with ID '%s' === ", command, run_id)
+    _flush()
+    pid = os.fork()
+    if pid == 0:  # the trainer: never returns
+        code = 1
+        try:
+            code = _run_trainer(args, env, Path(work_dir))
+        except BaseException:  # noqa: BLE001 - as Python reports an uncaught error
+            traceback.print_exc()
+        _exit(code)
+    try:
+        on_trainer(ProcessRef.of(pid))
+    except Exception as exc:  # bookkeeping: never fail the job for it
+        log.warning("could not record the trainer process: %s", exc)
+    exit_file = os.environ.get("MINIAUTOML_EXIT_FILE")
+    return LocalSubmittedRun(run_id, Forked(pid, [sys.executable, "-m", TRAINER_MODULE, *args], exit_file))
+
+
+# --- in the trainer -------------------------------------------------------------------------------
+def _run_trainer(args: list[str], env: dict[str, str], work_dir: Path) -> int:
+    """`python -m training_code.train ARGS` in `work_dir` with `env`; returns its exit status."""
+    import runpy
+
+    _fresh_process(env, work_dir)
+    sys.argv = ["-m", *args]
+    sys.path[0] = str(work_dir)  # `python -m` puts the working directory first
+    sys.modules.pop(TRAINER_MODULE, None)  # `-m` runs a fresh copy as __main__; its imports stay warm
+    try:
+        runpy.run_module(TRAINER_MODULE, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _exit(code: int) -> NoReturn:
+    """End a fork as an interpreter ends: its threads joined, exit handlers run (MLflow's end of
+    an open run, logging's flush), streams flushed; never back into the runner's code."""
+    try:
+        import atexit
+        import threading
+
+        threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize does first
+        atexit._run_exitfuncs()
+    finally:
+        _flush()
+        os._exit(code & 0xFF if code >= 0 else 1)
