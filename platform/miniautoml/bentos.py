@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,12 @@ from miniautoml.redact import redact_uri
 
 BENTOS_DIR = PROJECT_ROOT / "bentos"
 PACKAGE_DIR = Path(serving.__file__).resolve().parents[1]
-# The part of `miniautoml` a bento's service imports (serving and what it needs, nothing else).
-BENTO_MODULES = ("__init__.py", "errors.py", "config.py", "serving/*.py")
+# The part of `miniautoml` a bento's service imports (serving and what it needs, nothing else):
+# the closure of service.py's module-level imports. A bento's image has nothing else of ours.
+BENTO_MODULES = (
+    "__init__.py", "errors.py", "config.py", "serving/*.py",
+    "processes.py", "files.py", "ids.py", "redact.py",
+)
 # What a bento's image installs, pinned to the versions of this environment at build time.
 # mlflow-skinny: pyfunc loading without the tracking server's dependencies.
 PACKAGES = ("mlflow-skinny", "pandas", "numpy", "orjson", "uvloop", "httptools", "prometheus-client")
@@ -111,8 +116,19 @@ def model_metadata(settings: Settings, source: serving.ModelSource) -> dict[str,
     }
 
 
-def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -> BentoBuild:
-    """Import the model `model_id` names into the BentoML store and build a bento serving it."""
+def build_bento(
+    settings: Settings,
+    model_id: str,
+    *,
+    name: str | None = None,
+    customize: Callable[[dict, Path], dict] | None = None,
+    build_root: Path | None = None,
+) -> BentoBuild:
+    """Import the model `model_id` names into the BentoML store and build a bento serving it.
+
+    `customize(bentofile, build_dir)` may change the bentofile (e.g. the image options of
+    `miniautoml.containers`) and add files to the build directory, made under `build_root`
+    [default: the workspace's state dir]."""
     from miniautoml.adapters import bentoml as bentoml_adapter
 
     ref = serving.parse_model_id(model_id)
@@ -135,7 +151,7 @@ def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -
         metadata=model_metadata(settings, source),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bento-build-", dir=settings.state_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="bento-build-", dir=build_root or settings.state_dir) as tmp:
         ctx = Path(tmp)
         shutil.copy2(BENTOS_DIR / "service.py", ctx / "service.py")
         for pattern in BENTO_MODULES:
@@ -148,6 +164,8 @@ def build_bento(settings: Settings, model_id: str, *, name: str | None = None) -
             _pinned_packages(), bentoml_adapter.mlflow_model_requirements(settings, model_tag)
         )
         config = _bentofile(BENTOS_DIR / "bentofile.yaml", packages)
+        if customize is not None:
+            config = customize(config, ctx)
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         tag = bentoml_adapter.build(
             settings, ctx, bentofile, name=store_name, args={"model": model_tag}, labels=labels

@@ -175,3 +175,43 @@ def installed_versions(names: Sequence[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+# `bentoml.container.build` in a child process: its builder streams the engine's log to stdout
+# (ours is for JSON) and logs, rather than raises, a failed build; the caller checks the image.
+_CONTAINERIZE = """
+import json, sys
+import bentoml
+a = json.loads(sys.argv[1])
+bentoml.container.build(a["bento"], backend=a["backend"], image_tag=tuple(a["image_tags"]), **a["options"])
+"""
+
+
+def containerize(
+    settings: Settings,
+    bento_tag: str,
+    *,
+    backend: str,
+    image_tags: Sequence[str],
+    options: Mapping[str, Any],
+    env_extra: Mapping[str, str],
+    log_path: Path,
+    timeout: float = 3600,
+) -> None:
+    """Build the OCI image of `bento_tag` with BentoML's containerize (`backend`: podman, docker...),
+    `options` passed to the engine's build (e.g. network, volume, squash); its log in `log_path`."""
+    import json
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"bento": bento_tag, "backend": backend, "image_tags": list(image_tags), "options": dict(options)}
+    child_env = {**os.environ, **env(settings), **env_extra}
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.run(
+            [sys.executable, "-c", _CONTAINERIZE, json.dumps(payload)],
+            stdout=log, stderr=subprocess.STDOUT, env=child_env, timeout=timeout,
+        )
+    if proc.returncode != 0:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        raise MiniAutoMLError(
+            f"bentoml containerize of {bento_tag} failed: {lines[-1] if lines else f'exit {proc.returncode}'} (log: {log_path})"
+        )
