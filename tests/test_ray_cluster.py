@@ -210,6 +210,25 @@ def test_four_jobs_succeed_across_both_nodes(two_nodes):
 
 
 @pytest.mark.slow
+def test_a_sweep_of_six_trials_in_pairs_runs_nested_across_both_nodes(two_nodes):
+    from mlflow import MlflowClient
+
+    result = job_cli(two_nodes.ws, "train", "sweep", "--backend", "ray", "--data-path", str(two_nodes.data),
+                     "--model-name", "swept", "--trials", "6", "--parallel", "2", "--seed", "1",
+                     "-P", "epochs=1", "-P", "lr=tag(log, interval(1e-3, 1e-1))", env=two_nodes.env, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    swept = result.json
+    assert [t["status"] for t in swept["trials"]] == ["succeed"] * 6
+    client = MlflowClient(tracking_uri=two_nodes.env["MLFLOW_TRACKING_URI"])
+    trials = [client.get_run(t["run_id"]) for t in swept["trials"]]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {swept["sweep_id"]}
+    alive = {n["node_id"] for n in two_nodes.status["nodes"] if n["alive"]}
+    assert {r.data.tags[backends.NODE_TAG].split()[0] for r in trials} == alive  # both nodes ran trials
+    versions = client.search_model_versions("name = 'swept'")
+    assert [(v.version, v.run_id) for v in versions] == [(swept["model_version"], swept["best_run_id"])]
+
+
+@pytest.mark.slow
 def test_worker_node_killed_mid_job_fails_that_job_and_the_queue_goes_on(two_nodes):
     """Two long jobs take both nodes' CPUs and a third waits; the worker node is SIGKILLed."""
     first, second = _submit(two_nodes, *LONG_JOB, model="long"), _submit(two_nodes, *LONG_JOB, model="long")
@@ -226,7 +245,9 @@ def test_worker_node_killed_mid_job_fails_that_job_and_the_queue_goes_on(two_nod
     assert lost.json["status"] == "failure" and lost.json["metadata"]["mlflow_status"] == "FAILED"
     assert f"the Ray node {worker_node}" in lost.json["message"] and "died" in lost.json["message"]
 
-    assert job_cli(two_nodes.ws, "train", "cancel", on_head, env=two_nodes.env).returncode == 0
+    cancelled = job_cli(two_nodes.ws, "train", "cancel", on_head, env=two_nodes.env)
+    assert cancelled.returncode == 0, (cancelled.stderr[-1000:],
+                                       job_cli(two_nodes.ws, "train", "status", on_head, env=two_nodes.env).stdout)
     after = job_cli(two_nodes.ws, "train", "wait", queued, "--timeout", "240", env=two_nodes.env, timeout=270)
     assert after.returncode == 0, after.stdout[-1000:] + after.stderr[-2000:]
     assert after.json["status"] == "succeed" and after.json["metadata"]["node"] != worker_node

@@ -1,5 +1,5 @@
 """`miniautoml train sweep`: Optuna trials as real training jobs nested under a parent run, on the
-local runners and on a real Ray cluster; only the best trial's model is registered."""
+local runners; only the best trial's model is registered. On Ray: tests/test_ray_cluster.py."""
 
 from __future__ import annotations
 
@@ -152,27 +152,6 @@ def test_a_bad_search_space_is_one_line_and_creates_nothing(tmp_path: Path, mlfl
     client = _client(ws)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
     assert not (ws / ".miniautoml" / "sweeps").exists()
-
-
-@pytest.fixture(scope="module")
-def ray_ws(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
-    """A job workspace with a 2-CPU Ray head, always taken `down`."""
-    pytest.importorskip("ray.job_submission", reason="the `ray` extra is not installed")
-    ws = new_job_workspace(tmp_path_factory.mktemp("ray-sweep"), mlflow_template)
-    up = job_cli(ws, "cluster", "up", "--num-cpus", "2", timeout=120)
-    try:
-        assert up.returncode == 0, up.stderr[-2000:]
-        yield ws
-    finally:
-        down = job_cli(ws, "cluster", "down", timeout=60)
-        stop_job_processes(ws)
-        assert down.returncode == 0, down.stderr[-2000:]
-
-
-@pytest.mark.slow
-def test_ray_sweep_nests_trials_and_registers_only_the_best(ray_ws: Path, slice_csv: Path):
-    result = _sweep(ray_ws, slice_csv, "--backend", "ray", "--trials", "6", "--parallel", "2", *SPACE)
-    _check_sweep(ray_ws, result, trials=6, backend="ray")
 
 
 @pytest.mark.slow
