@@ -25,7 +25,7 @@ from postgres_support import PostgresServer, postgres_server  # noqa: F401  (ses
 from miniautoml.jobs import backends, store
 from miniautoml.processes import Command, free_port, spawn
 
-LONG_JOB = ("-P", "epochs=400", "-P", "patience=0")  # runs minutes: killed or cancelled, never awaited
+LONG_JOB = ("-P", "epochs=5000", "-P", "patience=0")  # killed or cancelled long before its end, however fast the machine
 LOCAL = {"127.0.0.1", "localhost", "10.0.0.5"}
 
 

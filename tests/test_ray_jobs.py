@@ -12,7 +12,7 @@ from conftest import CLINC, csv_slice, job_cli, new_job_workspace
 pytest.importorskip("ray.job_submission", reason="the `ray` extra is not installed")
 
 pytestmark = pytest.mark.slow
-LONG_JOB = ("-P", "epochs=60", "-P", "patience=0")
+LONG_JOB = ("-P", "epochs=5000", "-P", "patience=0")  # cancelled long before its end, however fast the machine
 
 
 @pytest.fixture(scope="module")
