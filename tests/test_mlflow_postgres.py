@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import urllib.request
 
 import pytest
-from conftest import BIN, CLINC, csv_slice, free_port, job_cli, job_env, stop_job_processes, wait_http
+from conftest import BIN, CLINC, csv_slice, job_cli, job_env, stop_job_processes
+from mlflow_server_support import running_mlflow_server
 from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
 
 MODEL = "intent-on-postgres"
@@ -19,30 +18,8 @@ MODEL = "intent-on-postgres"
 def pg_mlflow_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):
     """`mlflow server --workers 1` on 127.0.0.1 with its backend store in PostgreSQL's `mlflow` database."""
     root = tmp_path_factory.mktemp("mlflow-postgres")
-    port = free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", postgres_server.uri(), "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env=job_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(f"{url}/health", timeout=120, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            log.flush()
-            raise RuntimeError(f"{exc}\n--- server.log ---\n{(root / 'server.log').read_text()[-3000:]}") from exc
+    with running_mlflow_server(root, postgres_server.uri()) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

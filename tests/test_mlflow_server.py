@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 
 import pytest
-from conftest import BIN, CLINC, csv_slice, free_port, job_cli, job_env, stop_job_processes, wait_http
+from conftest import CLINC, csv_slice, job_cli, stop_job_processes
+from mlflow_server_support import running_mlflow_server
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     """`mlflow server` on 127.0.0.1 with its own SQLite store and artifact directory."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env=job_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", timeout=120, proc=proc)
+    with running_mlflow_server(root, f"sqlite:///{root / 'server.db'}") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

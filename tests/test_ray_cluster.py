@@ -19,7 +19,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import BIN, CLINC, csv_slice, job_cli, job_env, wait_http
+from conftest import BIN, CLINC, csv_slice, job_cli
+from mlflow_server_support import running_mlflow_server
 from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
 
 from miniautoml.jobs import backends, store
@@ -91,26 +92,8 @@ def tracking_server(postgres_server: PostgresServer, tmp_path_factory: pytest.Te
     """`mlflow server` on a database of its own in the session's PostgreSQL."""
     root = tmp_path_factory.mktemp("ray-mlflow")
     postgres_server.psql("CREATE DATABASE ray_cluster", database="postgres")
-    log = open(root / "server.log", "w")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", postgres_server.uri("ray_cluster"), "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env=job_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", timeout=120, proc=proc)
+    with running_mlflow_server(root, postgres_server.uri("ray_cluster")) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
