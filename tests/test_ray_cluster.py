@@ -187,7 +187,7 @@ def test_four_jobs_succeed_across_both_nodes(two_nodes):
     alive = {n["node_id"] for n in two_nodes.status["nodes"] if n["alive"]}
     assert {e.json["metadata"]["node"] for e in ended} == alive  # both nodes ran jobs
     assert all(e.json["metadata"]["node_ip"] for e in ended)
-    client = MlflowClient(tracking_uri=two_nodes.env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(two_nodes.env["MLFLOW_TRACKING_URI"], two_nodes.env["MLFLOW_TRACKING_URI"])
     tagged = {client.get_run(job_id).data.tags[backends.NODE_TAG].split()[0] for job_id in job_ids}
     assert tagged == alive  # the runs themselves say where they ran
 
@@ -202,7 +202,7 @@ def test_a_sweep_of_six_trials_in_pairs_runs_nested_across_both_nodes(two_nodes)
     assert result.returncode == 0, result.stderr[-3000:]
     swept = result.json
     assert [t["status"] for t in swept["trials"]] == ["succeed"] * 6
-    client = MlflowClient(tracking_uri=two_nodes.env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(two_nodes.env["MLFLOW_TRACKING_URI"], two_nodes.env["MLFLOW_TRACKING_URI"])
     trials = [client.get_run(t["run_id"]) for t in swept["trials"]]
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {swept["sweep_id"]}
     alive = {n["node_id"] for n in two_nodes.status["nodes"] if n["alive"]}

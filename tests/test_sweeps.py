@@ -20,7 +20,8 @@ SPACE = ("-P", "lr=tag(log, interval(1e-3, 1e-1))", "-P", "epochs=1", "-P", "dat
 def _client(ws: Path):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=f"sqlite:///{ws / '.miniautoml' / 'mlflow.db'}")
+    uri = f"sqlite:///{ws / '.miniautoml' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # not a registry URI an earlier test left set
 
 
 def _children(ws: Path, sweep_id: str):
