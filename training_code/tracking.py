@@ -195,7 +195,21 @@ def log_dataset(examples: Examples) -> None:
         dataset = mlflow.data.from_pandas(
             frame, source=source, name=examples.name, digest=examples.digest, targets="label"
         )
-    mlflow.log_input(dataset, context="training")
+    for attempt in range(3):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as exc:
+            # Runs logging the same dataset at once (a sweep's parallel trials): MLflow's
+            # get-or-create of the dataset row is not atomic and the loser hits the unique key.
+            # The row exists now, so logging again links it to this run.
+            if not _duplicate_key(exc) or attempt == 2:
+                raise
+
+
+def _duplicate_key(exc: MlflowException) -> bool:
+    text = str(exc)
+    return "UNIQUE constraint failed" in text or "duplicate key value" in text
 
 
 def tag_model_version(settings: Settings, name: str, version: str, tags: Mapping[str, str]) -> None:
