@@ -1,10 +1,10 @@
 """Training jobs on a real 2-node Ray cluster on this machine, tracked by a real `mlflow server` on
-PostgreSQL: a head (`miniautoml cluster up`) and a worker node (Ray's own `ray start --address`,
-ports and temp dir of its own), as a second machine would join. Plus the rules that need no cluster:
-which tracking stores a cluster beyond this machine refuses, and the entrypoint's preflight.
-
-S3 (moto) is not part of this cluster test: both nodes share this disk, so a dataset pulled from
-the DVC remote would prove nothing more than tests/test_dataset_s3.py does; jobs train from CSV.
+PostgreSQL, datasets on a real S3 server (moto): a head (`miniautoml cluster up`) and a worker node
+(Ray's own `ray start --address`, ports and temp dir of its own), as a second machine would join.
+Nodes get what a job names (jobs/shipping.py): the code, the workspace's git revision, and the
+snapshot's bytes from S3; the submitter's copy of the dataset's bytes is deleted before any job
+runs, so a job that read the submitter's workspace would fail. Plus the rule that needs no
+cluster: which tracking stores a cluster beyond this machine refuses.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import BIN, CLINC, csv_slice, job_cli
+from conftest import BIN, CLINC, S3Server, csv_slice, job_cli
 from mlflow_server_support import running_mlflow_server
 from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
 
@@ -64,28 +64,6 @@ def test_submit_with_sqlite_to_a_remote_cluster_is_one_line_and_queues_nothing(t
     assert job_cli(ws, "train", "list").json == []
 
 
-# --- the entrypoint's preflight (a real shell, no cluster) --------------------------------------
-def _job_run(data_path: str) -> SimpleNamespace:
-    return SimpleNamespace(data=SimpleNamespace(tags={store.DATA_PATH: data_path}))
-
-
-def test_entrypoint_names_a_missing_input_in_one_line(tmp_path: Path):
-    settings = SimpleNamespace(workspace=tmp_path)
-    missing = tmp_path / "elsewhere.csv"
-    command = backends.entrypoint(settings, _job_run(str(missing)), ["echo", "trained"])
-    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 3 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith(backends.MISSING_ON_NODE) and f"--data-path file at {missing}" in proc.stderr
-
-
-def test_entrypoint_runs_the_job_when_its_inputs_are_there(tmp_path: Path):
-    data = csv_slice(CLINC / "demo-part1.csv", tmp_path / "slice.csv", 10)
-    command = backends.entrypoint(SimpleNamespace(workspace=tmp_path), _job_run(str(data)), ["pwd"])
-    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0 and proc.stdout.strip() == str(backends.PROJECT_ROOT)
-
-
 # --- a real 2-node cluster ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tracking_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
@@ -114,15 +92,21 @@ def _kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory, tracking_server: str):
-    """A workspace tracked by the server, its head (`cluster up --num-cpus 1`) and a worker node
-    (`ray start --address <gcs> --num-cpus 1`); the worker's tree is killed and the head taken
-    `down` in the end (never `ray stop`: it would stop every Ray on the machine)."""
+def two_nodes(tmp_path_factory: pytest.TempPathFactory, tracking_server: str, s3_server: S3Server):
+    """A workspace tracked by the server with a dataset on S3 (its local bytes deleted), its head
+    (`cluster up --num-cpus 1`) and a worker node (`ray start --address <gcs> --num-cpus 1`); the
+    worker's tree is killed and the head taken `down` in the end (never `ray stop`: it would stop
+    every Ray on the machine)."""
     pytest.importorskip("ray.job_submission", reason="the `ray` extra is not installed")
     root = tmp_path_factory.mktemp("ray-2")
     ws = root / "ws"
     (ws / ".miniautoml").mkdir(parents=True)
-    env = {"MLFLOW_TRACKING_URI": tracking_server}
+    env = {"MLFLOW_TRACKING_URI": tracking_server, **s3_server.env()}
+    data = csv_slice(CLINC / "demo-part1.csv", root / "slice.csv", 300)
+    created = job_cli(ws, "dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data), env=env)
+    assert created.returncode == 0, created.stderr[-2000:]
+    vhash = job_cli(ws, "dataset", "prepare", "intents", env=env).json["version_hash"]
+    local_bytes = _drop_local_dataset_bytes(ws)
     worker_tmp = tempfile.mkdtemp(prefix="mam-rayw-")  # short: Ray's socket paths live there
     worker = None
     try:
@@ -141,8 +125,8 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory, tracking_server: str):
             assert worker.running(), (root / "worker.log").read_text()[-2000:]
             assert time.monotonic() < deadline, f"the worker node never joined: {status}"
             time.sleep(1)
-        yield SimpleNamespace(ws=ws, env=env, up=up.json, status=status, worker=worker,
-                              data=csv_slice(CLINC / "demo-part1.csv", root / "slice.csv", 300))
+        yield SimpleNamespace(ws=ws, env=env, up=up.json, status=status, worker=worker, data=data, vhash=vhash,
+                              local_bytes=local_bytes)
     finally:
         if worker is not None:
             _kill_tree(worker.pid)
@@ -151,8 +135,17 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory, tracking_server: str):
         assert down.returncode == 0, down.stderr[-2000:]
 
 
+def _drop_local_dataset_bytes(ws: Path) -> list[Path]:
+    """Delete what DVC tracks in `ws` (each `x.dvc`'s `x`) and its cache: only metadata is left."""
+    tracked = [p.with_suffix("") for p in ws.rglob("*.dvc") if p.is_file() and ".dvc" not in p.parent.parts]
+    assert tracked, "the dataset tracks nothing with DVC"
+    for path in [*tracked, ws / ".dvc" / "cache"]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return tracked
+
+
 def _submit(c: SimpleNamespace, *params: str, model: str = "intent") -> str:
-    result = job_cli(c.ws, "train", "submit", "--backend", "ray", "--data-path", str(c.data),
+    result = job_cli(c.ws, "train", "submit", "--backend", "ray", "--dataset", "intents", "--version-hash", c.vhash,
                      "--model-name", model, *params, env=c.env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.json["job_id"]
@@ -188,15 +181,18 @@ def test_four_jobs_succeed_across_both_nodes(two_nodes):
     assert {e.json["metadata"]["node"] for e in ended} == alive  # both nodes ran jobs
     assert all(e.json["metadata"]["node_ip"] for e in ended)
     client = MlflowClient(two_nodes.env["MLFLOW_TRACKING_URI"], two_nodes.env["MLFLOW_TRACKING_URI"])
-    tagged = {client.get_run(job_id).data.tags[backends.NODE_TAG].split()[0] for job_id in job_ids}
-    assert tagged == alive  # the runs themselves say where they ran
+    runs = [client.get_run(job_id) for job_id in job_ids]
+    assert {r.data.tags[backends.NODE_TAG].split()[0] for r in runs} == alive  # the runs themselves say where they ran
+    rev = subprocess.run(["git", "-C", str(two_nodes.ws), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert {(r.data.tags["workspace_rev"], r.data.tags["version_hash"]) for r in runs} == {(rev, two_nodes.vhash)}
+    assert not any(p.exists() for p in two_nodes.local_bytes)  # the bytes came from S3 into the nodes' copies
 
 
 @pytest.mark.slow
 def test_a_sweep_of_six_trials_in_pairs_runs_nested_across_both_nodes(two_nodes):
     from mlflow import MlflowClient
 
-    result = job_cli(two_nodes.ws, "train", "sweep", "--backend", "ray", "--data-path", str(two_nodes.data),
+    result = job_cli(two_nodes.ws, "train", "sweep", "--backend", "ray", "--dataset", "intents", "--version-hash", two_nodes.vhash,
                      "--model-name", "swept", "--trials", "6", "--parallel", "2", "--seed", "1",
                      "-P", "epochs=1", "-P", "lr=tag(log, interval(1e-3, 1e-1))", env=two_nodes.env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,6 +60,28 @@ def test_ray_job_succeeds_and_registers(ray_ws, slice_csv: Path):
     assert status["status"] == "succeed" and status["metadata"]["backend"] == "ray"
     logs = job_cli(ws, "train", "logs", job["job_id"])
     assert logs.returncode == 0 and "succeeded" in logs.stdout
+
+
+def test_a_dataset_job_trains_on_a_checkout_of_the_workspace_revision(ray_ws, slice_csv: Path):
+    """The node gets the workspace's git revision and pulls the snapshot from the (embedded) DVC
+    remote into a copy of its own: the submitter's workspace is neither read for data nor written."""
+    from mlflow import MlflowClient
+
+    ws, _ = ray_ws
+    assert job_cli(ws, "dataset", "create", "shipped", "--type", "TEXT_INTENT", "--file", str(slice_csv)).returncode == 0
+    vhash = job_cli(ws, "dataset", "prepare", "shipped").json["version_hash"]
+    rev = subprocess.run(["git", "-C", str(ws), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = job_cli(ws, "train", "submit", "--backend", "ray", "--dataset", "shipped", "--version-hash", vhash,
+                     "--model-name", "shipped", "-P", "epochs=1", "--wait", "--timeout", "150", timeout=200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.json["status"] == "succeed"
+    run = MlflowClient(f"sqlite:///{ws / '.miniautoml' / 'mlflow.db'}").get_run(result.json["job_id"])
+    assert run.data.tags["workspace_rev"] == rev and run.data.tags["version_hash"] == vhash
+    assert run.data.tags["mlflow.source.git.commit"]  # the checkout's code tags travel with the copy
+    job_record = json.loads(Path(MlflowClient(f"sqlite:///{ws / '.miniautoml' / 'mlflow.db'}")
+                                 .download_artifacts(run.info.run_id, "job.json")).read_text())
+    assert not job_record["workspace"].startswith(str(ws))  # it trained in a copy of its own
+    assert subprocess.run(["git", "-C", str(ws), "status", "--porcelain"], capture_output=True, text=True).stdout == ""
 
 
 def test_cancel_running_ray_job(ray_ws, slice_csv: Path):

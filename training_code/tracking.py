@@ -9,6 +9,7 @@ trainer starts; the trainer then re-homes it (see `rehome_handed_over_run`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -237,13 +238,18 @@ def tag_handed_over_run(settings: Settings, key: str, value: str) -> None:
 EPOCHS_ARTIFACT = "epochs.json"  # per-epoch start/end times (read by `miniautoml runs show`)
 JOB_ARTIFACT = "job.json"  # how and where the trainer ran: pids, host, paths, the run it replaced
 CODE_PATHS = ["MLproject", "training_code", "params"]  # what makes the model besides the data
+CODE_TAGS_ENV = "MINIAUTOML_CODE_TAGS"  # JSON: code_tags() of the checkout a shipped copy came from
 
 
 def code_tags(project_root: Path) -> dict[str, str]:
     """`mlflow.source.git.commit` of the training code and `code_dirty` ("true" when
-    training_code/, params/ or MLproject differ from that commit); nothing outside git."""
+    training_code/, params/ or MLproject differ from that commit); nothing outside git. A Ray node
+    runs a shipped copy of the code, not a checkout: the submitter's tags come in CODE_TAGS_ENV."""
     from miniautoml.adapters import git
 
+    shipped = os.environ.get(CODE_TAGS_ENV)
+    if shipped:
+        return {str(k): str(v) for k, v in json.loads(shipped).items()}
     commit = git.rev(project_root)
     if commit == "unknown":
         return {}

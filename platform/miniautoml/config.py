@@ -17,6 +17,7 @@ from miniautoml.errors import UserInputError
 # The source checkout (editable install): holds MLproject, training_code/, bentos/, params/.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE = "miniautoml.toml"
+LOCAL_REMOTE_ENV = "MINIAUTOML_LOCAL_REMOTE"
 STATE_DIR = ".miniautoml"  # git-ignored: MLflow DB, artifacts, BentoML store, locks, local remote
 
 
@@ -55,6 +56,9 @@ class Settings:
     # never write to a path that only this machine has.
     artifact_root: str | None
     bentoml_home: Path
+    # The embedded DVC remote directory when it is not this workspace's own: a Ray job's copy of the
+    # workspace on this machine reads the submitter's (MINIAUTOML_LOCAL_REMOTE, jobs/shipping.py).
+    remote_dir: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -62,7 +66,7 @@ class Settings:
 
     @property
     def local_remote(self) -> Path:
-        return self.state_dir / "dvc-remote"
+        return self.remote_dir or self.state_dir / "dvc-remote"
 
     def tool_env(self) -> dict[str, str]:
         """Environment for child processes (mlflow run, bentoml serve, dvc) of this workspace."""
@@ -189,4 +193,5 @@ def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
         bentoml_home=bentoml_home,
+        remote_dir=Path(remote) if (remote := _env(LOCAL_REMOTE_ENV)) else None,
     )

@@ -69,3 +69,13 @@ def restore(repo: Path, paths: list[str]) -> None:
 def dirty(repo: Path, paths: list[str]) -> bool:
     """Whether `paths` differ from HEAD (modified, deleted or untracked-not-ignored files)."""
     return bool(_git(repo, "status", "--porcelain", "--", *paths).stdout.strip())
+
+
+def bundle(repo: Path, dest: Path) -> str:
+    """Write the history up to HEAD as one file (`git bundle`), for a checkout elsewhere; returns
+    HEAD's revision. MiniAutoMLError when the repository has no commit yet."""
+    head = _git(repo, "rev-parse", "--verify", "-q", "HEAD", check=False).stdout.strip()
+    if not head:
+        raise MiniAutoMLError(f"{repo} has no git commit yet: nothing to check out elsewhere")
+    _git(repo, "bundle", "create", "-q", str(dest), "HEAD")
+    return head

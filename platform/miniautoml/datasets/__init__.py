@@ -10,6 +10,7 @@ from miniautoml.datasets.records import (
 from miniautoml.datasets.service import (
     create_dataset,
     delete_dataset,
+    ensure_snapshot,
     fetch_snapshot,
     list_datasets,
     prepare_snapshot,
@@ -27,6 +28,7 @@ __all__ = [
     "VersionedSnapshot",
     "create_dataset",
     "delete_dataset",
+    "ensure_snapshot",
     "fetch_snapshot",
     "list_datasets",
     "prepare_snapshot",

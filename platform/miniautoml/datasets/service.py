@@ -283,6 +283,14 @@ def prepare_snapshot(
     return _snapshot_version(meta, vhash, selected)
 
 
+def ensure_snapshot(settings: Settings, dataset: str, version_hash: str, progress: Progress = _noop) -> None:
+    """Build (and push) the snapshot `version_hash` names unless it exists: a node that trains on a
+    copy of the workspace's git revision (jobs/shipping.py) then only downloads it."""
+    vhash = parse(version_hash)
+    if vhash.text not in store.resolve(settings, dataset).get("snapshots", {}):
+        _build_snapshot(settings, dataset, vhash, progress)
+
+
 def fetch_snapshot(
     settings: Settings, dataset: str, version_hash: str | VersionHash, progress: Progress = _noop
 ) -> VersionedSnapshot:

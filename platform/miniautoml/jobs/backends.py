@@ -5,32 +5,31 @@ The choice: `train submit --backend`, else `MINIAUTOML_JOBS_BACKEND`, else `[job
 miniautoml.toml, else `local`. A job records its backend as the run tag `miniautoml.backend`.
 
 A Ray job's submission id IS the MLflow run id; its entrypoint is the same `mlflow run --run-id`
-the local runner launches, with the workspace's tool environment in `runtime_env.env_vars`. Ray's
-states map to the book's: PENDING -> launch, RUNNING -> running, SUCCEEDED -> succeed,
+the local runner launches, run on the node in a package of what the job names (jobs/shipping.py:
+the code, the workspace's git revision or the CSV files, the tracking and storage environment).
+Ray's states map to the book's: PENDING -> launch, RUNNING -> running, SUCCEEDED -> succeed,
 FAILED/STOPPED -> failure (message: the last telling line of the job's log). Whoever reads the job
 next (status, wait, list) records its end, like the runner does for local jobs.
 
-On a cluster of several machines (docs/deploy/ray-cluster.md) a node gets only what the job names:
-its run id, parameters and environment. The code, the Python environment and the workspace (or the
-CSV of a `--data-path` job) must be at the same paths on the node; the entrypoint checks that first
-and fails with one line naming what is missing. Tracking must be an MLflow server: submitting with
-a SQLite/file store to a cluster with a node elsewhere is refused. A job whose driver node died
-ends failure with that said, whether Ray already reports it FAILED or still RUNNING.
+On a cluster of several machines (docs/deploy/ray-cluster.md) a node needs only Ray, git and a
+Python environment with the platform's dependencies. Tracking must be an MLflow server and a
+dataset job's DVC remote S3: submitting with a SQLite/file store or the embedded local remote to a
+cluster with a node elsewhere is refused. A job whose driver node died ends failure with that
+said, whether Ray already reports it FAILED or still RUNNING.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
-import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from miniautoml.config import PROJECT_ROOT, Settings, file_settings
 from miniautoml.errors import MiniAutoMLError, UserInputError, shown
-from miniautoml.jobs import store
+from miniautoml.jobs import shipping, store
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -44,7 +43,6 @@ RAY_ADDRESS_ENV = "MINIAUTOML_RAY_ADDRESS"
 RAY_STATUS, RAY_NODE, RAY_NODE_IP = "ray_status", "ray_node", "ray_node_ip"
 RAY_TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 NODE_TAG = "miniautoml.ray_node"  # run tag: "<node id> <ip>" of the node that ran the job
-MISSING_ON_NODE = "miniautoml: the Ray node"  # how the entrypoint's preflight line starts
 LOCAL_STORE_SCHEMES = ("", "file", "sqlite")  # tracking stores that are a path on this disk
 
 
@@ -76,6 +74,12 @@ def ray_address(settings: Settings) -> str:
     return address
 
 
+def _elsewhere(ray_address: str, node_ips: list[str], local: set[str]) -> list[str]:
+    """The cluster's hosts that are not this machine: its address's and its alive nodes' IPs."""
+    host = urlparse(ray_address if "://" in ray_address else f"ray://{ray_address}").hostname or ""
+    return sorted({ip for ip in node_ips if ip not in local} | ({host} if host not in local else set()))
+
+
 def local_store_problem(tracking_uri: str, ray_address: str, node_ips: list[str], local: set[str]) -> str | None:
     """Why jobs on this cluster cannot reach the tracking store, or None. A SQLite or file store
     is a path on this disk: fine while the cluster is only this machine (its address and every
@@ -83,41 +87,38 @@ def local_store_problem(tracking_uri: str, ray_address: str, node_ips: list[str]
     scheme = urlparse(tracking_uri).scheme.lower()
     if scheme.split("+")[0] not in LOCAL_STORE_SCHEMES:
         return None  # a server (http, databricks, postgresql...): reachable by URL
-    host = urlparse(ray_address if "://" in ray_address else f"ray://{ray_address}").hostname or ""
-    elsewhere = sorted({ip for ip in node_ips if ip not in local} | ({host} if host not in local else set()))
+    elsewhere = _elsewhere(ray_address, node_ips, local)
     if not elsewhere:
         return None
     return (f"jobs backend ray: tracking store {tracking_uri} is a path on this machine and means nothing on "
             f"Ray node(s) at {', '.join(elsewhere)}; run an MLflow server (`miniautoml up`) and set MLFLOW_TRACKING_URI to it")
 
 
-def check_tracking_reachable(settings: Settings, address: str) -> None:
-    """UserInputError when the workspace's tracking store is a local path and the cluster at
-    `address` is not only this machine (see local_store_problem)."""
+def local_remote_problem(remote_dir: Path | None, ray_address: str, node_ips: list[str], local: set[str]) -> str | None:
+    """Why a dataset job's node cannot download the snapshot, or None: the embedded DVC remote
+    (`remote_dir`; None when storage is S3) is a directory of this machine, like a SQLite store."""
+    elsewhere = _elsewhere(ray_address, node_ips, local) if remote_dir is not None else []
+    if not elsewhere:
+        return None
+    return (f"jobs backend ray: the DVC remote {remote_dir} is a directory on this machine and means nothing on "
+            f"Ray node(s) at {', '.join(elsewhere)}; keep datasets on S3 (MINIAUTOML_S3_ENDPOINT or [storage] endpoint)")
+
+
+def check_reachable(settings: Settings, address: str, dataset: bool) -> None:
+    """UserInputError when the cluster at `address` is not only this machine and the tracking store
+    (or, for a `dataset` job, the DVC remote) is a local path (see the two *_problem rules)."""
     from miniautoml import cluster
 
     try:
         node_ips = [n["ip"] for n in cluster.nodes(address) if n["alive"] and n["ip"]]
     except OSError:  # an old or proxied head without the state API: its address alone decides
         node_ips = []
-    problem = local_store_problem(settings.tracking_uri, address, node_ips, cluster.local_ips())
+    local = cluster.local_ips()
+    remote_dir = None if settings.storage.is_s3 or not dataset else settings.local_remote
+    problem = (local_store_problem(settings.tracking_uri, address, node_ips, local)
+               or local_remote_problem(remote_dir, address, node_ips, local))
     if problem:
         raise UserInputError(problem)
-
-
-def entrypoint(settings: Settings, run: "Run", argv: list[str]) -> str:
-    """The job's shell command on its node: first check that what the job reads by path is there
-    (one line naming the first thing missing, exit 3), then `mlflow run` in the project."""
-    needs = [("project checkout", PROJECT_ROOT), ("Python environment", Path(sys.executable))]
-    data_path = run.data.tags.get(store.DATA_PATH)
-    if data_path:
-        needs += [("--data-path file", Path(p)) for p in data_path.split(os.pathsep) if p.strip()]
-    else:  # the trainer resolves the dataset version in the workspace's git/DVC metadata
-        needs.append(("workspace", settings.workspace))
-    checks = " && ".join(f"need {shlex.quote(what)} {shlex.quote(str(path))}" for what, path in needs)
-    need = (f'need() {{ [ -e "$2" ] || {{ echo "{MISSING_ON_NODE} $(hostname) has no $1 at $2 '
-            '(a node needs the same checkout, environment and inputs: docs/deploy/ray-cluster.md)" >&2; exit 3; }; }')
-    return f"{need}; {checks} && cd {shlex.quote(str(PROJECT_ROOT))} && exec {shlex.join(argv)}"
 
 
 class RayBackend:
@@ -141,36 +142,35 @@ class RayBackend:
             ) from None
 
     @classmethod
-    def connect(cls, settings: Settings, address: str | None = None) -> "RayBackend":
+    def connect(cls, settings: Settings, address: str | None = None, dataset: bool = False) -> "RayBackend":
         """The job's recorded cluster at `address`; without one, the configured cluster for a new
-        job (submit), refused when the tracking store cannot be reached from its nodes."""
+        job (submit), refused when the tracking store (for a `dataset` job, also the DVC remote)
+        cannot be reached from its nodes."""
         if address:
             return cls(address)
         address = ray_address(settings)
-        check_tracking_reachable(settings, address)  # before connecting: the address may decide
+        check_reachable(settings, address, dataset)  # before connecting: the address may decide
         return cls(address)
 
     # -- the interface -------------------------------------------------------------------------
     def submit(self, settings: Settings, run: "Run") -> None:
         """Submit the job's `mlflow run` as Ray Job `run_id`."""
-        from miniautoml.jobs.runner import launch_command
+        from miniautoml.jobs.launch import launch_spec
 
         run_id = run.info.run_id
-        storage = store.logs_dir(settings) / f"{run_id}.storage"
-        argv = launch_command(run, storage)
-        env = settings.tool_env() | {
-            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-            "MINIAUTOML_PYTHON": sys.executable,  # read by the MLproject command
-            "MINIAUTOML_JOB_ID": run_id,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.client.submit_job(
-            entrypoint=entrypoint(settings, run, argv),
-            submission_id=run_id,
-            runtime_env={"env_vars": env},
-            entrypoint_num_cpus=1,  # a job takes a CPU: Ray queues what does not fit
-            metadata={"miniautoml_workspace": str(settings.workspace)},
-        )
+        with tempfile.TemporaryDirectory(prefix="miniautoml-ship-") as tmp:
+            shipment = shipping.stage(settings, run, Path(tmp))
+            spec = launch_spec(run)
+            if shipment.data_path:
+                spec = replace(spec, params={**spec.params, "data_path": shipment.data_path})
+            self.client.submit_job(  # uploads the package (once per content) before it returns
+                entrypoint=shipping.entrypoint(shipment, spec.argv(project=".", mlflow=[])),
+                submission_id=run_id,
+                runtime_env={"working_dir": tmp, "env_vars": shipment.env},
+                entrypoint_num_cpus=1,  # a job takes a CPU: Ray queues what does not fit
+                metadata={"miniautoml_workspace": str(settings.workspace),
+                          "miniautoml_workspace_rev": shipment.workspace_rev or ""},
+            )
         store.update_record(settings, run_id, ray_address=self.address, launched_at=store.now_iso())
 
     def status(self, run_id: str) -> tuple[str, dict[str, Any]]:
@@ -247,9 +247,7 @@ def reconcile(settings: Settings, client: "MlflowClient", run: "Run") -> "Run":
         run = client.get_run(run_id)
         if run.data.tags.get(store.STATE) == store.STATE_DONE:
             return run
-        logs = store.logs_dir(settings)
-        shutil.rmtree(logs / f"{run_id}.storage", ignore_errors=True)
-        log_path = logs / f"{run_id}.err.log"
+        log_path = store.logs_dir(settings) / f"{run_id}.err.log"
         try:
             log_path.write_text(ray.logs(run_id), encoding="utf-8")
         except Exception:  # the message then comes from Ray alone (a dead node's logs are gone)
@@ -289,7 +287,7 @@ def _missing_on_node(log_path: Path) -> str | None:
         text = log_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    return next((line.strip() for line in text.splitlines() if line.startswith(MISSING_ON_NODE)), None)
+    return next((line.strip() for line in text.splitlines() if line.startswith(shipping.MISSING_ON_NODE)), None)
 
 
 def local_logs(settings: Settings, run_id: str) -> str:

@@ -35,8 +35,11 @@ class LaunchSpec:
     params: dict[str, str]
     storage_dir: Path | None = None
 
-    def argv(self) -> list[str]:
-        cmd = [*_mlflow_command(), "run", str(PROJECT_ROOT), "-e", self.entry_point, "--env-manager", "local",
+    def argv(self, project: str | None = None, mlflow: list[str] | None = None) -> list[str]:
+        """The command line; `project` (default: this checkout) and `mlflow` (the command before
+        `run`, default: this environment's) are a Ray node's own (jobs/shipping.py)."""
+        cmd = [*(_mlflow_command() if mlflow is None else mlflow), "run", project or str(PROJECT_ROOT),
+               "-e", self.entry_point, "--env-manager", "local",
                "--experiment-id", self.experiment_id, "--run-id", self.run_id]
         if self.storage_dir is not None:  # else `mlflow run` leaves a fresh /tmp/tmpXXXX behind per run
             cmd += ["--storage-dir", str(self.storage_dir)]

@@ -74,7 +74,7 @@ def submit_job(
         settings, model_name=model_name, dataset_id=dataset_id, version_hash=version_hash,
         algorithm=algorithm, params=params, data_path=data_path,
     )
-    ray = backends.RayBackend.connect(settings) if backend == backends.RAY else None  # no cluster: nothing queued
+    ray = backends.RayBackend.connect(settings, dataset=not request.data_path) if backend == backends.RAY else None  # no cluster: nothing queued
     # a bad setting fails before queueing
     slots = slots_mod.max_runners(settings) if start_runner and ray is None else 0
     client, experiment_id = _client(settings)

@@ -103,7 +103,7 @@ def plan_sweep(
                 raise UserInputError(f"{dim.argument}: {exc}") from None
     backend = backends.choose(settings, backend)
     if backend == backends.RAY:
-        backends.RayBackend.connect(settings)  # no cluster: one line, nothing created
+        backends.RayBackend.connect(settings, dataset=not request.data_path)  # no cluster: one line, nothing created
     return SweepPlan(request, space, trials, min(parallel, trials), backend, metric, direction, alias, seed, prune)
 
 
