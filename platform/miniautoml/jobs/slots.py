@@ -27,18 +27,22 @@ IDLE_ENV = "MINIAUTOML_RUNNER_IDLE_SECONDS"
 DEFAULT_IDLE_SECONDS = 60.0
 
 
+def _jobs_setting(settings: Settings, env: str, key: str, default: object) -> tuple[object, str]:
+    """$`env`, else `[jobs] key` in miniautoml.toml, else `default`; with where it came from."""
+    raw = os.environ.get(env)
+    if raw not in (None, ""):
+        return raw, env
+    from miniautoml.config import file_settings
+
+    return file_settings(settings.workspace).get("jobs", {}).get(key, default), f"{CONFIG_FILE} [jobs] {key}"
+
+
 def max_runners(settings: Settings) -> int:
     """Concurrent runners per workspace: $MINIAUTOML_MAX_RUNNERS, else `[jobs] max_runners` in
     miniautoml.toml, else 1. 0 queues jobs without launching them (start one with `train runner`)."""
-    raw = os.environ.get(MAX_RUNNERS_ENV)
-    source = MAX_RUNNERS_ENV
-    if raw in (None, ""):
-        from miniautoml.config import file_settings
-
-        raw = file_settings(settings.workspace).get("jobs", {}).get("max_runners", DEFAULT_MAX_RUNNERS)
-        source = f"{CONFIG_FILE} [jobs] max_runners"
+    raw, source = _jobs_setting(settings, MAX_RUNNERS_ENV, "max_runners", DEFAULT_MAX_RUNNERS)
     try:
-        value = int(raw)
+        value = int(raw)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise UserInputError(f"{source}={raw!r}: expected a whole number >= 0") from None
     if value < 0:
@@ -49,15 +53,9 @@ def max_runners(settings: Settings) -> int:
 def idle_seconds(settings: Settings) -> float:
     """How long a runner waits for new jobs once the queue is empty: $MINIAUTOML_RUNNER_IDLE_SECONDS,
     else `[jobs] runner_idle_seconds` in miniautoml.toml, else 60. 0: exit at once."""
-    raw = os.environ.get(IDLE_ENV)
-    source = IDLE_ENV
-    if raw in (None, ""):
-        from miniautoml.config import file_settings
-
-        raw = file_settings(settings.workspace).get("jobs", {}).get("runner_idle_seconds", DEFAULT_IDLE_SECONDS)
-        source = f"{CONFIG_FILE} [jobs] runner_idle_seconds"
+    raw, source = _jobs_setting(settings, IDLE_ENV, "runner_idle_seconds", DEFAULT_IDLE_SECONDS)
     try:
-        value = float(raw)
+        value = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise UserInputError(f"{source}={raw!r}: expected a number of seconds >= 0") from None
     if not value >= 0 or value == float("inf"):
