@@ -85,6 +85,31 @@ def test_fresh_clone_fetches_snapshot_through_the_service(cli, workspace, tmp_pa
     assert (Path(snap.json["root"]) / "examples.csv").read_text() == "hello,greet\nbye,bye\n"
 
 
+def test_clones_sharing_a_dvc_cache_download_a_snapshot_once(cli, workspace, tmp_path, s3_server, data):
+    """MINIAUTOML_DVC_CACHE_DIR (what a Ray node's jobs share): the second clone's fetch finds the
+    snapshot in the shared cache, so it succeeds with the bucket emptied after the first."""
+    from minio import Minio
+
+    env = s3_server.env()
+    cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env)
+    vhash = cli("dataset", "prepare", "intents", env=env).json["version_hash"]
+    shared = {**env, "MINIAUTOML_DVC_CACHE_DIR": str(tmp_path / "node-cache")}
+    fetched = []
+    for name in ("first", "second"):
+        clone = tmp_path / name
+        subprocess.run(["git", "clone", "-q", str(workspace), str(clone)], check=True)
+        snap = run_cli(clone, "dataset", "fetch", "intents", vhash, env=shared)
+        assert snap.returncode == 0, snap.stderr
+        fetched.append((Path(snap.json["root"]) / "examples.csv").read_text())
+        if name == "first":
+            client = Minio(s3_server.endpoint.removeprefix("http://"), access_key="testing",
+                           secret_key="testing-secret", secure=False)
+            for key in objects(s3_server.endpoint, env["MINIAUTOML_S3_BUCKET"]):
+                client.remove_object(env["MINIAUTOML_S3_BUCKET"], key)
+    assert fetched == ["hello,greet\nbye,bye\n"] * 2
+    assert not (tmp_path / "second" / ".dvc" / "cache").exists()
+
+
 def test_storage_outage_records_nothing_and_the_retry_succeeds(cli, workspace, tmp_path, data):
     server = start_s3_server(tmp_path)
     env = server.env(bucket="outage")

@@ -21,7 +21,7 @@ from miniautoml.jobs import backends, shipping, store
 FAKE_PYTHON = """#!/bin/sh
 ws="$MINIAUTOML_WORKSPACE"
 printf '%s\\n' "$(git -C "$ws" rev-parse HEAD 2>/dev/null || echo no-git)" "$ws" "$PYTHONPATH" "$PWD" "$*" \
-  "$MINIAUTOML_PYTHON" "$(ls "$ws" | tr '\\n' ' ')"
+  "$MINIAUTOML_PYTHON" "$MINIAUTOML_DVC_CACHE_DIR" "$(ls "$ws" | tr '\\n' ' ')"
 """
 
 
@@ -62,11 +62,21 @@ def test_a_dataset_job_runs_on_a_checkout_of_the_bundled_revision(tmp_path: Path
     command = shipping.entrypoint(shipping.Shipment(pkg, rev, None), ["run", ".", "-e", "train"])
     proc = _run(command, pkg, **{shipping.NODE_PYTHON_ENV: str(node_python), "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
-    head, workspace, pythonpath, cwd, args, python, files = proc.stdout.splitlines()
+    head, workspace, pythonpath, cwd, args, python, _, files = proc.stdout.splitlines()
     assert head == rev and workspace != str(ws) and "data" in files.split()
     assert pythonpath.split(os.pathsep)[:2] == [f"{pkg}/platform", str(pkg)]  # the shipped code first
     assert cwd == str(pkg) and python == str(node_python)
     assert args.startswith("-m mlflow run . -e train --storage-dir ")
+
+
+def test_jobs_on_a_node_share_its_dvc_cache(tmp_path: Path):
+    pkg = _package_of(tmp_path, None)
+    command = shipping.entrypoint(shipping.Shipment(pkg, None, None), ["run", "."])
+    node = {shipping.NODE_PYTHON_ENV: str(_fake_python(tmp_path)), "TMPDIR": str(tmp_path)}
+    default = _run(command, pkg, **node, HOME=str(tmp_path / "home"), XDG_CACHE_HOME="").stdout.splitlines()[6]
+    assert default == f"{tmp_path}/home/.cache/miniautoml/dvc-cache"
+    chosen = _run(command, pkg, **node, **{shipping.NODE_CACHE_ENV: str(tmp_path / "c")}).stdout.splitlines()[6]
+    assert chosen == str(tmp_path / "c")
 
 
 def test_the_job_directory_is_removed_when_the_job_ends(tmp_path: Path):

@@ -18,6 +18,7 @@ from miniautoml.errors import UserInputError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE = "miniautoml.toml"
 LOCAL_REMOTE_ENV = "MINIAUTOML_LOCAL_REMOTE"
+DVC_CACHE_ENV = "MINIAUTOML_DVC_CACHE_DIR"
 STATE_DIR = ".miniautoml"  # git-ignored: MLflow DB, artifacts, BentoML store, locks, local remote
 
 
@@ -59,6 +60,9 @@ class Settings:
     # The embedded DVC remote directory when it is not this workspace's own: a Ray job's copy of the
     # workspace on this machine reads the submitter's (MINIAUTOML_LOCAL_REMOTE, jobs/shipping.py).
     remote_dir: Path | None = None
+    # DVC's cache when not the workspace's own `.dvc/cache`: a Ray node's jobs share one
+    # (MINIAUTOML_DVC_CACHE_DIR), so that a snapshot is downloaded once per node, not once per job.
+    dvc_cache_dir: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -194,4 +198,5 @@ def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
         artifact_root=artifact_root,
         bentoml_home=bentoml_home,
         remote_dir=Path(remote) if (remote := _env(LOCAL_REMOTE_ENV)) else None,
+        dvc_cache_dir=Path(cache) if (cache := _env(DVC_CACHE_ENV)) else None,
     )

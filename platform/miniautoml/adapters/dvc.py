@@ -78,7 +78,8 @@ def configure_remote(settings: Settings) -> None:
     else:
         settings.local_remote.mkdir(parents=True, exist_ok=True)
         local = {"url": str(settings.local_remote)}
-    wanted = {"site_cache_dir": str(settings.state_dir / "dvc-site-cache"), "remote": local}
+    cache_dir = str(settings.dvc_cache_dir) if settings.dvc_cache_dir else None
+    wanted = {"site_cache_dir": str(settings.state_dir / "dvc-site-cache"), "remote": local, "cache_dir": cache_dir}
     key = settings.workspace.resolve()
     if _CHECKED.get(key) == (wanted, _config_files_state(settings)):
         return  # this process checked (or wrote) exactly these files for these settings
@@ -93,10 +94,14 @@ def configure_remote(settings: Settings) -> None:
             # Commits and snapshots are immutable: link them from the cache instead of copying.
             conf.setdefault("cache", {})["type"] = CACHE_TYPES
     conf = config.read("local")
-    current = (conf.get("core", {}).get("site_cache_dir"), conf.get("remote", {}).get(REMOTE))
+    current = (conf.get("core", {}).get("site_cache_dir"), conf.get("remote", {}).get(REMOTE), conf.get("cache", {}).get("dir"))
     if current != tuple(wanted.values()) or not _private(Path(config.files["local"])):
         conf.setdefault("core", {})["site_cache_dir"] = wanted["site_cache_dir"]
         conf.setdefault("remote", {})[REMOTE] = local
+        if cache_dir:
+            conf.setdefault("cache", {})["dir"] = cache_dir
+        else:
+            conf.get("cache", {}).pop("dir", None)
         _write_local_config(config, conf)
     _CHECKED[key] = (wanted, _config_files_state(settings))
 
@@ -223,7 +228,7 @@ def add_and_push(settings: Settings, directory: Path) -> str:
 
     objects, listing, size = _dir_object(directory)
     dir_md5 = hashlib.md5(listing).hexdigest() + ".dir"
-    cache = settings.workspace / ".dvc" / "cache"
+    cache = settings.dvc_cache_dir or settings.workspace / ".dvc" / "cache"
     for md5, path in objects.items():
         _store_object(path, _object_path(cache, md5))
     listing_path = _object_path(cache, dir_md5)

@@ -6,7 +6,9 @@ path of the submitting machine (jobs/backends.py submits it).
   (`mlflow.source.git.commit`, `code_dirty`): the copy is no git checkout.
 - A dataset job: the workspace's git revision as a git bundle. The node checks it out into a
   directory of its own; the trainer there pulls the snapshot's bytes from the DVC remote (S3).
-  The snapshot is built and pushed here first, so that no node builds it.
+  The snapshot is built and pushed here first, so that no node builds it. A node's jobs share one
+  DVC cache (MINIAUTOML_NODE_CACHE, else ~/.cache/miniautoml/dvc-cache): a snapshot is downloaded
+  once per node, then linked into each job's checkout.
 - A `--data-path` job: its CSV files.
 - Tracking and storage settings and keys in the job's environment (`runtime_env.env_vars`).
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from miniautoml.config import LOCAL_REMOTE_ENV, PROJECT_ROOT, Settings
+from miniautoml.config import DVC_CACHE_ENV, LOCAL_REMOTE_ENV, PROJECT_ROOT, Settings
 from miniautoml.jobs import store
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ CODE = ("MLproject", "training_code", "params", "platform/miniautoml")  # paths 
 BUNDLE = "workspace.bundle"
 INPUTS = "inputs"
 NODE_PYTHON_ENV = "MINIAUTOML_NODE_PYTHON"
+NODE_CACHE_ENV = "MINIAUTOML_NODE_CACHE"  # the node's DVC cache, shared by its jobs (default ~/.cache/miniautoml/dvc-cache)
 MISSING_ON_NODE = "miniautoml: the Ray node"  # how the entrypoint's preflight line starts
 
 
@@ -115,6 +118,7 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 @CHECKOUT@
 export MINIAUTOML_WORKSPACE="$job/workspace" MINIAUTOML_PYTHON="$PY" PATH="${PY%/*}:$PATH"
+export @DVC_CACHE@="${@NODE_CACHE@:-${XDG_CACHE_HOME:-$HOME/.cache}/miniautoml/dvc-cache}"
 export PYTHONPATH="$pkg/platform:$pkg${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -m mlflow @ARGS@ --storage-dir "$job/storage"
 """
@@ -133,6 +137,7 @@ def entrypoint(shipment: Shipment, mlflow_args: list[str]) -> str:
         checkout = _CHECKOUT.replace("@REV@", shipment.workspace_rev).replace("@BUNDLE@", BUNDLE)
     script = _SCRIPT.replace("@CHECKOUT@", checkout)
     for token, value in (("@MISSING@", MISSING_ON_NODE), ("@NODE_PYTHON@", NODE_PYTHON_ENV),
-                         ("@PYTHON@", sys.executable), ("@ARGS@", shlex.join(mlflow_args))):
+                         ("@PYTHON@", sys.executable), ("@ARGS@", shlex.join(mlflow_args)),
+                         ("@DVC_CACHE@", DVC_CACHE_ENV), ("@NODE_CACHE@", NODE_CACHE_ENV)):
         script = script.replace(token, value)
     return script
