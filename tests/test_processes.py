@@ -28,9 +28,10 @@ def python(code: str, **env: str) -> Command:
 
 
 def wait_for_line(path: Path, text: str, timeout: float = 30.0, count: int = 1) -> None:
-    """Until `path` holds `count` lines equal to `text` (processes writing it interleave lines)."""
+    """Until `path` holds `text` `count` times. Counted in the text, not by lines: processes
+    printing to one file may write a line and its newline apart ("readyready\n\n" was seen)."""
     deadline = time.monotonic() + timeout
-    while (path.read_text() if path.exists() else "").splitlines().count(text) < count:
+    while (path.read_text() if path.exists() else "").count(text) < count:
         assert time.monotonic() < deadline, f"{count} x {text!r} not in {path}"
         time.sleep(0.02)
 
