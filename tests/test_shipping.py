@@ -88,6 +88,21 @@ def test_the_job_directory_is_removed_when_the_job_ends(tmp_path: Path):
     proc = _run(command, pkg, **{shipping.NODE_PYTHON_ENV: str(_fake_python(tmp_path)), "TMPDIR": str(scratch)})
     assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith(str(scratch))
     assert list(scratch.iterdir()) == []
+    assert "miniautoml-job-" in proc.stdout.splitlines()[1]
+
+
+def test_a_job_removes_what_a_killed_job_left_and_keeps_what_a_live_one_uses(tmp_path: Path):
+    pkg = _package_of(tmp_path, None)
+    scratch = tmp_path / "scratch"
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    left = scratch / f"miniautoml-job-{dead}-aaaaaa"
+    alive = scratch / f"miniautoml-job-{os.getpid()}-bbbbbb"
+    for directory in (left / "workspace", alive / "workspace"):
+        directory.mkdir(parents=True)
+    command = shipping.entrypoint(shipping.Shipment(pkg, None, None), ["run", "."])
+    proc = _run(command, pkg, **{shipping.NODE_PYTHON_ENV: str(_fake_python(tmp_path)), "TMPDIR": str(scratch)})
+    assert proc.returncode == 0, proc.stderr
+    assert not left.exists() and alive.is_dir()
 
 
 def test_a_csv_job_gets_an_empty_workspace_of_its_own(tmp_path: Path):

@@ -14,7 +14,8 @@ path of the submitting machine (jobs/backends.py submits it).
 
 Ray uploads a package once per content (its URI is a content hash) and unpacks it once per node,
 shared by the jobs that ship the same bytes: a job never writes into it. It works in a fresh temp
-directory that the entrypoint removes when the job ends. The node's Python environment is its own:
+directory that the entrypoint removes when the job ends (or the next job on the node does, when
+Ray SIGKILLed the job before it could). The node's Python environment is its own:
 MINIAUTOML_NODE_PYTHON where the node was started (`miniautoml join` sets it), else the
 submitter's interpreter path, which then must exist on the node.
 """
@@ -112,7 +113,12 @@ fail() { echo "@MISSING@ $(hostname) $1 (what a node needs: docs/deploy/ray-clus
 PY="${@NODE_PYTHON@:-@PYTHON@}"
 [ -x "$PY" ] || fail "has no Python environment at $PY (set @NODE_PYTHON@ where the node starts)"
 pkg=$PWD
-job=$(mktemp -d "${TMPDIR:-/tmp}/miniautoml-job-XXXXXX") || fail "cannot create a job directory in ${TMPDIR:-/tmp}"
+# the directories of jobs SIGKILLed before their trap ran: their shell's pid is gone
+for old in "${TMPDIR:-/tmp}"/miniautoml-job-*-*; do
+  pid=${old##*/miniautoml-job-}; pid=${pid%%-*}
+  [ -d "$old" ] && [ -O "$old" ] && ! kill -0 "$pid" 2>/dev/null && rm -rf "$old"
+done
+job=$(mktemp -d "${TMPDIR:-/tmp}/miniautoml-job-$$-XXXXXX") || fail "cannot create a job directory in ${TMPDIR:-/tmp}"
 trap 'rm -rf "$job"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
