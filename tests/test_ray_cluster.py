@@ -23,7 +23,7 @@ from conftest import BIN, CLINC, S3Server, csv_slice, job_cli
 from mlflow_server_support import running_mlflow_server
 from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
 
-from miniautoml.jobs import backends, store
+from miniautoml.jobs import backends
 from miniautoml.processes import Command, free_port, spawn
 
 LONG_JOB = ("-P", "epochs=5000", "-P", "patience=0")  # killed or cancelled long before its end, however fast the machine

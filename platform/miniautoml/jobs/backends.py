@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from miniautoml.config import PROJECT_ROOT, Settings, file_settings
+from miniautoml.config import Settings, file_settings
 from miniautoml.errors import MiniAutoMLError, UserInputError, shown
 from miniautoml.jobs import shipping, store
 
