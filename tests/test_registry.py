@@ -58,6 +58,19 @@ def test_promote_points_an_alias_at_a_version(trained_job):
     assert model.aliases["champion"] == "1"
 
 
+def test_a_versions_aliases_are_the_same_in_list_show_and_show_version(trained_job):
+    """One truth: the model's alias map. `models list` and `models show NAME` read versions with
+    `search_model_versions`, which gives every version `aliases: []`; they must agree with it."""
+    promote(job_settings(trained_job.workspace), "intent", "1", "canary")
+    listed = next(m for m in job_cli(trained_job.workspace, "models", "list").json if m["name"] == "intent")
+    shown = job_cli(trained_job.workspace, "models", "show", "intent").json
+    one = job_cli(trained_job.workspace, "models", "show", "intent", "1").json
+    assert listed["aliases"]["canary"] == shown["aliases"]["canary"] == "1"
+    in_list = next(v for v in listed["versions"] if v["version"] == "1")["aliases"]
+    in_show = next(v for v in shown["versions"] if v["version"] == "1")["aliases"]
+    assert "canary" in in_list and in_list == in_show == one["aliases"]
+
+
 def test_show_resolves_a_version_by_alias(trained_job):
     promote(job_settings(trained_job.workspace), "intent", "1", "staging")
     shown = job_cli(trained_job.workspace, "models", "show", "intent", "staging")

@@ -69,7 +69,9 @@ def _client(settings: Settings) -> "MlflowClient":
     return mlflow_adapter.client(settings)
 
 
-def _version_info(mv: "ModelVersion") -> ModelVersionInfo:
+def _version_info(mv: "ModelVersion", model_aliases: dict[str, str]) -> ModelVersionInfo:
+    """`model_aliases` (alias -> version, the registered model's map) is the one source of a
+    version's aliases: `search_model_versions` returns every version with `aliases=[]`."""
     tags = dict(mv.tags or {})
     return ModelVersionInfo(
         name=mv.name,
@@ -77,7 +79,7 @@ def _version_info(mv: "ModelVersion") -> ModelVersionInfo:
         run_id=mv.run_id or tags.get("run_id"),
         status=mv.status,
         source=mv.source,
-        aliases=sorted(mv.aliases or []),
+        aliases=sorted(alias for alias, version in model_aliases.items() if str(version) == str(mv.version)),
         created_at=_iso(mv.creation_timestamp),
         dataset_id=tags.get("dataset_id") or None,
         version_hash=tags.get("version_hash") or None,
@@ -113,6 +115,10 @@ def _with_runs(client: "MlflowClient", infos: list[ModelVersionInfo]) -> list[Mo
     return infos
 
 
+def _aliases(rm: "RegisteredModel") -> dict[str, str]:
+    return {alias: str(version) for alias, version in sorted((rm.aliases or {}).items())}
+
+
 def _model_info(rm: "RegisteredModel", versions: list[ModelVersionInfo] | None = None) -> RegisteredModelInfo:
     latest = None
     if versions:
@@ -122,7 +128,7 @@ def _model_info(rm: "RegisteredModel", versions: list[ModelVersionInfo] | None =
     return RegisteredModelInfo(
         name=rm.name,
         description=rm.description or "",
-        aliases={alias: str(version) for alias, version in sorted((rm.aliases or {}).items())},
+        aliases=_aliases(rm),
         latest_version=latest,
         created_at=_iso(rm.creation_timestamp),
         updated_at=_iso(rm.last_updated_timestamp),
@@ -162,7 +168,7 @@ def list_models(settings: Settings) -> list[RegisteredModelInfo]:
     while True:
         page = client.search_registered_models(max_results=1000, order_by=["name ASC"], page_token=token)
         for rm in page:
-            versions = _with_runs(client, [_version_info(mv) for mv in _versions(client, rm.name)])
+            versions = _with_runs(client, [_version_info(mv, _aliases(rm)) for mv in _versions(client, rm.name)])
             models.append(_model_info(rm, sorted(versions, key=lambda v: -int(v.version))))
         token = page.token
         if not token:
@@ -173,7 +179,8 @@ def show_model(settings: Settings, name: str) -> RegisteredModelInfo:
     """A registered model with all its versions (newest first)."""
     client = _client(settings)
     rm = _get_model(client, name)
-    versions = sorted((_version_info(mv) for mv in _versions(client, rm.name)), key=lambda v: -int(v.version))
+    aliases = _aliases(rm)
+    versions = sorted((_version_info(mv, aliases) for mv in _versions(client, rm.name)), key=lambda v: -int(v.version))
     return _model_info(rm, _with_runs(client, versions))
 
 
@@ -188,10 +195,11 @@ def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo
     missing = f"model {rm.name!r} has no version {ref!r} (aliases: {known})"
     with mlflow_adapter.errors(not_found=missing):
         if ref.isdigit():
-            return _with_runs(client, [_version_info(client.get_model_version(rm.name, ref))])[0]
+            return _with_runs(client, [_version_info(client.get_model_version(rm.name, ref), _aliases(rm))])[0]
         alias = ref.removeprefix("@")
         if alias in (rm.aliases or {}):
-            return _with_runs(client, [_version_info(client.get_model_version_by_alias(rm.name, alias))])[0]
+            mv = client.get_model_version_by_alias(rm.name, alias)
+            return _with_runs(client, [_version_info(mv, _aliases(rm))])[0]
     raise NotFoundError(missing)
 
 
@@ -219,7 +227,8 @@ def register_run_model(settings: Settings, run_id: str, name: str, tags: dict[st
     logged = outputs.model_outputs if outputs else []  # MLflow 3: the run's logged model, by id
     uri = f"models:/{logged[-1].model_id}" if logged else f"runs:/{run_id}/model"
     mv = mlflow.register_model(uri, name, tags=tags)
-    return _version_info(_client(settings).get_model_version(name, str(mv.version)))
+    client = _client(settings)
+    return _version_info(client.get_model_version(name, str(mv.version)), _aliases(client.get_registered_model(name)))
 
 
 def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:
@@ -233,12 +242,19 @@ def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVer
     client = _client(settings)
     with mlflow_adapter.errors(invalid=f"alias {alias!r}"):
         client.set_registered_model_alias(target.name, alias, target.version)
-    return _version_info(client.get_model_version(target.name, target.version))
+    mv = client.get_model_version(target.name, target.version)
+    return _version_info(mv, _aliases(client.get_registered_model(target.name)))
 
 
 def versions_of_run(settings: Settings, run_id: str) -> list[ModelVersionInfo]:
     client = _client(settings)
-    return [_version_info(mv) for mv in client.search_model_versions(f"run_id = '{run_id}'")]
+    models: dict[str, dict[str, str]] = {}  # one registered-model read per name, for its aliases
+    infos = []
+    for mv in client.search_model_versions(f"run_id = '{run_id}'"):
+        if mv.name not in models:
+            models[mv.name] = _aliases(client.get_registered_model(mv.name))
+        infos.append(_version_info(mv, models[mv.name]))
+    return infos
 
 
 def registered_version(
@@ -256,4 +272,4 @@ def registered_version(
     while mv.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
         time.sleep(0.2)
         mv = client.get_model_version(model_name, mv.version)
-    return _version_info(mv)
+    return _version_info(mv, _aliases(client.get_registered_model(model_name)))
