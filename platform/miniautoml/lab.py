@@ -16,6 +16,7 @@ from typing import Any
 from miniautoml import algorithms, datasets, jobs, registry, runs, serving, stack
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import UserInputError
+from miniautoml.ports import require_free_port
 from miniautoml.processes import free_port
 
 DEMO_DATA = (PROJECT_ROOT / "data/demo/intents-part1.csv", PROJECT_ROOT / "data/demo/intents-part2.csv")
@@ -88,6 +89,8 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
     first, second = _check_data(options.data)
     algorithm = algorithms.get_algorithm(options.algorithm)  # an unknown or uninstalled one fails first
     algorithms.check_available(algorithm)
+    if options.port:  # before the first step: a busy port leaves no dataset behind
+        require_free_port("127.0.0.1", options.port, "--port", what="the lab's prediction service")
     name = _dataset_name(settings)
 
     progress(f"[1/12] create dataset {name} from {first}")

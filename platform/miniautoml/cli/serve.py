@@ -45,6 +45,7 @@ def serve(
     import os
 
     from miniautoml import processes
+    from miniautoml.ports import require_free_port
     from miniautoml.serving import server_launch
     from miniautoml.serving.launch import exposure_warning
 
@@ -62,6 +63,7 @@ def serve(
         api_keys_file=api_keys_file,
         registered_only=registered_only,
     )
+    require_free_port(host, port, "--port")  # one line, exit 2, instead of circus's traceback and exit 1
     info(f"serving {'bento ' + bento if bento else 'the model registry'} on http://{host}:{port}")
     processes.exec_command(launch)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import os
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from miniautoml import processes
 from miniautoml.config import CONFIG_FILE, Settings, load_settings
 from miniautoml.errors import UserInputError
 from miniautoml.locks import file_lock
+from miniautoml.ports import require_free_port
 from miniautoml.processes import DEFAULT_GRACE, Process
 from miniautoml.redact import redact_uri
 from miniautoml.stack import storage
@@ -140,35 +139,6 @@ def _rollback(settings: Settings, started: list[Started]) -> None:
         _remove_record(settings, launch.name)
 
 
-def _port_in_use(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR: a socket in TIME_WAIT from a service we just stopped is no obstacle.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
-                raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-            raise
-    return False
-
-
-def _port_owner(port: int) -> str:
-    """Best effort: `pid 123 (nginx)` of the process listening on `port`, else ""."""
-    try:
-        import psutil
-
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.laddr and conn.laddr.port == port and conn.pid:
-                return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
-    except Exception:  # noqa: BLE001 - only decorates an error message
-        pass
-    return ""
-
-
 def _check_startable(settings: Settings, opts: StackOptions, to_start: list[str]) -> None:
     """Every obstacle found before anything starts, so a failure leaves nothing half-started."""
     ports: dict[int, str] = {}
@@ -177,11 +147,7 @@ def _check_startable(settings: Settings, opts: StackOptions, to_start: list[str]
         if port in ports:
             raise UserInputError(f"{ports[port]} and {name} cannot both use port {port}")
         ports[port] = name
-        if _port_in_use(opts.host, port):
-            raise UserInputError(
-                f"port {port} on {opts.host} (for {name}) is already in use{_port_owner(port)}; "
-                f"choose another with {opts.flag(name)}"
-            )
+        require_free_port(opts.host, port, opts.flag(name), what=name)
     if "serve" in to_start and not (BENTO_DIR / "service.py").is_file():
         raise UserInputError(
             f"the prediction service {BENTO_DIR / 'service.py'} is missing; start the rest with --no-serve"
