@@ -28,7 +28,7 @@ Servers: `mlflow` = `mlflow models serve --env-manager local` (the peer, 1 worke
 a model whose loader does not pin threads gets torch's default, one per core, in the peer);
 `ours` = `miniautoml serve` without adaptive batching; `ours-batching` = with it (the default
 configuration); `ours-batching-unpatched` = the same with BentoML's own batcher waits
-(MINIAUTOML_BATCH_WAIT_PATCH=0: the baseline of serving.batch_wait, in the same run);
+(MINIAUTOML_BATCH_WAIT_PATCH=0: the baseline of compat.bentoml's batch-wait patch, in the same run);
 `ours-batching-2w` = the same with 2 workers; `ours-stock` = batching with
 BentoML's stock GC/timer behaviour (MINIAUTOML_GC_FREEZE=0, MINIAUTOML_PATCH_TIMEOUT_TIMERS=0),
 to show where the p99 tail comes from.

@@ -29,7 +29,7 @@ JSON / wrong type / missing or empty field / bad model id (the message names the
 (MINIAUTOML_REGISTERED_ONLY=1), 404 unknown model, 422 model cannot take text, 413 body, document or batch too large, 503 overloaded, 504 timed out.
 
 This file declares the service; what it does is plain code in `miniautoml.serving` (bodies,
-answers, middleware, bentoml_io, worker, timeout_patch). Settings come from the environment:
+answers, middleware, bentoml_io, worker) and, for BentoML's internals, `miniautoml.compat.bentoml`. Settings come from the environment:
 `miniautoml.serving.ServingOptions.from_env`.
 """
 
@@ -43,7 +43,8 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from miniautoml import serving
-from miniautoml.serving import auth, batch_wait, bentoml_io, bodies, middleware, timeout_patch, worker
+from miniautoml.compat import bentoml as compat_bentoml
+from miniautoml.serving import auth, bentoml_io, bodies, middleware, worker
 from miniautoml.redact import redact_uri
 from miniautoml.serving.answers import Answers, Reply
 
@@ -54,9 +55,9 @@ REQUESTS = bodies.request_models(OPTIONS)
 # A missing, unreadable or empty keys file stops the server here, before it listens.
 API_KEYS = auth.ApiKeys(OPTIONS.api_keys_file) if OPTIONS.api_keys_file else None
 if OPTIONS.patch_timeout_timers:
-    timeout_patch.apply()
+    compat_bentoml.cancel_timeout_timers()
 if OPTIONS.batching and OPTIONS.batch_wait_patch:
-    batch_wait.apply()
+    compat_bentoml.free_lone_waits()
 
 
 class ServiceArgs(BaseModel):

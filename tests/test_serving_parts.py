@@ -1,7 +1,7 @@
 """The prediction service's plain parts, in-process and fast: no server, no trained model.
 
 Request parsing (bodies), batch grouping and replies (answers), the ASGI middleware with fake
-apps, the BentoML IO glue, GC tuning, and the guarded patch of BentoML's timeout middleware.
+apps, the BentoML IO glue and GC tuning (the patches of BentoML: tests/test_compat_bentoml.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import copy
 import gc
 import json
-import logging
 from collections import Counter
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from miniautoml.errors import NotFoundError, UserInputError
 from miniautoml.serving import ModelPool, ModelRef, ModelSource, ServingOptions
-from miniautoml.serving import bentoml_io, bodies, middleware, timeout_patch, worker
+from miniautoml.serving import bentoml_io, bodies, middleware, worker
 from miniautoml.serving.answers import INLINE_DOCUMENTS, Answers, Reply, error
 
 OPTIONS = ServingOptions(max_document_chars=20, max_batch_documents=5, max_top_k=4)
@@ -376,119 +375,6 @@ def test_gc_pauses_are_observed_by_generation() -> None:
     finally:
         gc.callbacks.remove(callback)
     assert ("2", observed[-1][1]) == observed[-1] and observed[-1][1] >= 0
-
-
-# --------------------------------------------------------------------------------------------
-# The patch of BentoML's TimeoutMiddleware
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def timeout_middleware(monkeypatch: pytest.MonkeyPatch) -> type:
-    """BentoML's TimeoutMiddleware as BentoML wrote it (unpatched); restored afterwards."""
-    cls = timeout_patch.middleware_class()
-    original = cls.__dict__.get("_miniautoml_original_call", cls.__call__)
-    monkeypatch.setattr(cls, "__call__", original)
-    monkeypatch.setattr(cls, "_miniautoml_cancels_timers", False, raising=False)
-    monkeypatch.setattr(cls, "_miniautoml_original_call", original, raising=False)
-    return cls
-
-
-def test_bentoml_timeout_middleware_is_the_code_the_patch_was_written_for(timeout_middleware: type) -> None:
-    assert timeout_patch.fingerprint(timeout_middleware) == timeout_patch.WRITTEN_FOR, (
-        "BentoML changed TimeoutMiddleware (bentoml._internal.server.http.traffic). Read the new code: "
-        "if it cancels its timer, delete miniautoml/serving/timeout_patch.py; else port cancelling_call "
-        "to it and set WRITTEN_FOR to the new fingerprint."
-    )
-
-
-async def fast_app(scope: dict, receive: Any, send: Any) -> None:
-    await Reply(200, {"ok": True}).response()(scope, receive, send)
-
-
-def timers_left(middleware_call: Any, app: Any, timeout: float) -> tuple[Sent, list[asyncio.TimerHandle]]:
-    """Run one request through `middleware_call`; what it sent, and the timers it scheduled."""
-    cls = timeout_patch.middleware_class()
-    handles: list[asyncio.TimerHandle] = []
-    sent = Sent()
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        real = loop.call_later
-
-        def recording(delay: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
-            handle = real(delay, callback, *args, **kwargs)
-            if getattr(callback, "__name__", "") == "_set_timer_out":
-                handles.append(handle)
-            return handle
-
-        loop.call_later = recording  # type: ignore[method-assign]
-        try:
-            await middleware_call(cls(app, timeout=timeout), http_scope(), receiver(b""), sent)
-        finally:
-            del loop.call_later
-
-    asyncio.run(run())
-    return sent, handles
-
-
-def test_bentoml_leaves_the_timer_of_a_finished_request_pending(timeout_middleware: type) -> None:
-    """Why the patch exists. When this fails BentoML cancels its timer: drop the patch."""
-    sent, handles = timers_left(timeout_middleware.__call__, fast_app, timeout=60)
-    assert sent.status == 200
-    assert len(handles) == 1 and not handles[0].cancelled()
-
-
-def test_the_patched_middleware_cancels_the_timer_of_a_finished_request(timeout_middleware: type) -> None:
-    sent, handles = timers_left(timeout_patch.cancelling_call, fast_app, timeout=60)
-    assert (sent.status, sent.json) == (200, {"ok": True})
-    assert len(handles) == 1 and handles[0].cancelled()
-
-
-def test_the_patched_middleware_answers_504_when_the_app_is_too_slow(timeout_middleware: type) -> None:
-    cancelled: list[bool] = []
-
-    async def slow_app(scope: dict, receive: Any, send: Any) -> None:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
-
-    sent, handles = timers_left(timeout_patch.cancelling_call, slow_app, timeout=0.05)
-    assert (sent.status, sent.json) == (504, {"error": "Not able to process the request in 0.05 seconds"})
-    assert cancelled == [True] and len(handles) == 1
-
-
-def test_the_patched_middleware_passes_other_scopes_through(timeout_middleware: type) -> None:
-    seen: list[str] = []
-
-    async def app(scope: dict, receive: Any, send: Any) -> None:
-        seen.append(scope["type"])
-
-    asyncio.run(timeout_patch.cancelling_call(timeout_middleware(app, timeout=0.01), {"type": "lifespan"}, None, None))
-    assert seen == ["lifespan"]
-
-
-def test_apply_installs_the_patch_once(timeout_middleware: type) -> None:
-    original = timeout_middleware.__call__
-    assert timeout_patch.apply() is True
-    assert timeout_middleware.__call__ is timeout_patch.cancelling_call
-    assert timeout_patch.apply() is True and timeout_middleware._miniautoml_original_call is original
-
-
-def test_apply_leaves_changed_bentoml_code_alone_and_says_why(
-    timeout_middleware: type, caplog: pytest.LogCaptureFixture
-) -> None:
-    original = timeout_middleware.__call__
-    with caplog.at_level(logging.WARNING, logger="miniautoml.serving.timeout_patch"):
-        assert timeout_patch.apply(expected="0" * 64) is False
-    assert timeout_middleware.__call__ is original
-    (record,) = caplog.records
-    message = record.getMessage()
-    assert record.levelno == logging.WARNING
-    assert "NOT patched" in message and "differs from BentoML 1.4.40" in message
-    assert "MINIAUTOML_PATCH_TIMEOUT_TIMERS=0" in message
 
 
 def test_server_launch_is_a_process_command_the_cli_execs(tmp_path):

@@ -1,7 +1,7 @@
 """BentoML: its model store, bento builds and the `bentoml` command line.
 
 The only platform module that imports `bentoml`, apart from the service's own parts
-(`miniautoml.serving.bentoml_io`, `miniautoml.serving.timeout_patch`; the service lives in `bentos/`).
+(`miniautoml.serving.bentoml_io`; the service lives in `bentos/`) and `miniautoml.compat.bentoml`.
 BentoML reads BENTOML_HOME once, when its stores are first used, so `use_workspace()` must run
 before anything touches them; child processes get the same through `env()`.
 """
@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from miniautoml.compat import bentoml as compat_bentoml
 from miniautoml.config import Settings
 from miniautoml.errors import MiniAutoMLError, NotFoundError
 
@@ -49,13 +50,9 @@ def use_workspace(settings: Settings) -> None:
     settings.bentoml_home.mkdir(parents=True, exist_ok=True)
     os.environ["BENTOML_HOME"] = home
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    if "bentoml" in sys.modules:
-        from bentoml._internal.configuration.containers import BentoMLContainer
-
-        if BentoMLContainer.bentoml_home.get() != home:
-            raise MiniAutoMLError(
-                f"BentoML in this process already uses {BentoMLContainer.bentoml_home.get()}, not {home}"
-            )
+    current = compat_bentoml.store_home()
+    if current is not None and current != home:
+        raise MiniAutoMLError(f"BentoML in this process already uses {current}, not {home}")
 
 
 def import_mlflow_model(

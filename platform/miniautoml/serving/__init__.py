@@ -16,7 +16,7 @@ import pydantic, starlette or bentoml; this package itself imports neither MLflo
   middleware     the request-size limit, the OpenAPI document route
   bentoml_io     BentoML IO descriptors, service config, OpenAPI additions
   worker         per-worker metrics and GC tuning
-  timeout_patch  the guarded patch of BentoML's request-timeout middleware
+(the patches of BentoML's internals it applies are in `miniautoml.compat.bentoml`)
 """
 
 from miniautoml.serving.client import ServerUnavailableError, request_prediction

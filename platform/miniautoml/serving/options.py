@@ -67,8 +67,8 @@ class ServingOptions:
     gc_freeze: bool = True  # MINIAUTOML_GC_FREEZE: move start-up objects out of the GC's way
     gc_threshold: tuple[int, ...] = ()  # MINIAUTOML_GC_THRESHOLD: e.g. "20000,50,100"
     preload: tuple[str, ...] = ()  # MINIAUTOML_PRELOAD_MODELS: model ids loaded at start-up
-    patch_timeout_timers: bool = True  # MINIAUTOML_PATCH_TIMEOUT_TIMERS: see serving.timeout_patch
-    batch_wait_patch: bool = True  # MINIAUTOML_BATCH_WAIT_PATCH: no slow lone client after a burst, see serving.batch_wait
+    patch_timeout_timers: bool = True  # MINIAUTOML_PATCH_TIMEOUT_TIMERS: see compat.bentoml
+    batch_wait_patch: bool = True  # MINIAUTOML_BATCH_WAIT_PATCH: no slow lone client after a burst, see compat.bentoml
     api_keys_file: str = ""  # MINIAUTOML_API_KEYS_FILE: Bearer keys, one a line; empty = no keys asked
     registered_only: bool = False  # MINIAUTOML_REGISTERED_ONLY: run ids of registered versions only
 
