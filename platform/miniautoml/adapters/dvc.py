@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from miniautoml.compat import dvc as compat_dvc
 from miniautoml.config import Settings
 from miniautoml.errors import StorageError
-from miniautoml.files import atomic_write_text
 
 if TYPE_CHECKING:
     from dvc.config import Config
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
 REMOTE = "storage"
 CACHE_TYPES = "reflink,hardlink,copy"
 SMALL_OBJECT_BYTES = 1 << 20  # up to this size an object is uploaded without asking if it is there
-OBJECT_MODE = 0o444  # cache and remote objects are immutable, as DVC keeps them
 LOCAL_CONFIG_MODE = 0o600  # `.dvc/config.local`: the S3 keys, readable by their owner only
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -130,62 +127,17 @@ def _private(path: Path) -> bool:
 
 
 def _write_local_config(config: "Config", conf: dict) -> None:
-    """`.dvc/config.local` (it holds the S3 keys): written by us, atomically, mode 0600 from the
-    first byte on, instead of by DVC's `Config.edit`, which opens the file 0644 in place."""
-    from configobj import ConfigObj
-    from dvc.config import Config, _pack_named
-
+    """`.dvc/config.local` (it holds the S3 keys), readable by its owner only: written atomically,
+    0600 from the first byte on (compat.dvc); else by DVC, in place, in a file made 0600 first."""
     path = Path(config.files["local"])
-    lines = ConfigObj(_pack_named(Config._save_paths(conf, str(path)))).write()
-    atomic_write_text(path, "".join(f"{line}\n" for line in lines), mode=LOCAL_CONFIG_MODE)
-
-
-def _object_path(base: Path, md5: str) -> Path:
-    """DVC 3's content-addressed layout, in the cache and on a remote: `files/md5/ab/cdef…`."""
-    return base / "files" / "md5" / md5[:2] / md5[2:]
-
-
-def _store_object(source: Path | bytes, dest: Path) -> None:
-    """Copy `source` (a file, or bytes) to `dest`, read-only as DVC keeps objects, skipped if
-    present (objects are named by their content); through a temporary file and a rename, so a
-    crash never leaves a truncated object."""
-    if dest.exists():
+    if compat_dvc.LOCAL_CONFIG.applies():
+        compat_dvc.write_local_config(path, conf, LOCAL_CONFIG_MODE)
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        if isinstance(source, bytes):
-            tmp.write_bytes(source)
-        else:
-            shutil.copyfile(source, tmp)
-        os.chmod(tmp, OBJECT_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _dir_object(directory: Path) -> tuple[dict[str, Path], bytes, int]:
-    """The objects of a directory as `dvc add` makes them: md5 -> file, the `.dir` listing
-    (serialised by DVC's own Tree) and the total size."""
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
-
-    tree, objects, size = Tree(), {}, 0
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        md5 = _md5(path)
-        objects[md5] = path
-        size += path.stat().st_size
-        tree.add(path.relative_to(directory).parts, None, HashInfo("md5", md5))
-    return objects, tree.as_bytes(), size
+    path.touch(mode=LOCAL_CONFIG_MODE, exist_ok=True)
+    os.chmod(path, LOCAL_CONFIG_MODE)
+    with config.edit("local") as edited:
+        edited.clear()
+        edited.update(conf)
 
 
 def _upload(settings: Settings, objects: dict[str, Path]) -> None:
@@ -194,7 +146,7 @@ def _upload(settings: Settings, objects: dict[str, Path]) -> None:
     try:
         if not storage.is_s3:
             for md5, path in objects.items():
-                _store_object(path, _object_path(settings.local_remote, md5))
+                compat_dvc.store_object(path, settings.local_remote / compat_dvc.object_key(md5))
             return
         from minio.error import S3Error
 
@@ -202,7 +154,7 @@ def _upload(settings: Settings, objects: dict[str, Path]) -> None:
 
         client = s3.client(storage)
         for md5, path in objects.items():
-            key = f"dvc/files/md5/{md5[:2]}/{md5[2:]}"
+            key = f"dvc/{compat_dvc.object_key(md5)}"
             if path.stat().st_size > SMALL_OBJECT_BYTES:  # small: uploading costs what asking costs
                 try:
                     client.stat_object(storage.bucket, key)
@@ -216,37 +168,21 @@ def _upload(settings: Settings, objects: dict[str, Path]) -> None:
 
 
 def add_and_push(settings: Settings, directory: Path) -> str:
-    """`dvc add <directory>` then `dvc push` of it, without a DVC Repo: returns the `….dir` md5.
+    """`dvc add <directory>` then `dvc push` of it; returns the `….dir` md5.
 
-    A Repo loads and validates every `.dvc` file of the workspace and asks the remote about each
-    object, a fixed cost that grew with the number of commits (0.1-0.3 s). Here the objects go
-    to the cache and the remote in DVC 3's layout, then the `.dvc` file (DVC's YAML dumper) and
-    the `.gitignore` entry are written, so DVC's own status, pull and checkout read them as theirs.
-    The `.dvc` file is written last: until it exists the commit does not count (store.repair).
+    Without a DVC Repo (compat.dvc writes DVC 3's layout: a Repo's fixed cost grew with the
+    number of commits); the `.dvc` file comes last, so until it exists the commit does not count
+    (store.repair). Outside the DVC versions that layout was pinned on, through a Repo.
     """
-    from dvc.utils.serialize import dumps_yaml
-
-    objects, listing, size = _dir_object(directory)
-    dir_md5 = hashlib.md5(listing).hexdigest() + ".dir"
-    cache = settings.dvc_cache_dir or settings.workspace / ".dvc" / "cache"
-    for md5, path in objects.items():
-        _store_object(path, _object_path(cache, md5))
-    listing_path = _object_path(cache, dir_md5)
-    _store_object(listing, listing_path)
-    _upload(settings, {**objects, dir_md5: listing_path})
-    _ignore(directory)
-    out = {"md5": dir_md5, "size": size, "nfiles": len(objects), "hash": "md5", "path": directory.name}
-    atomic_write_text(directory.with_name(directory.name + ".dvc"), dumps_yaml({"outs": [out]}))
-    return dir_md5
-
-
-def _ignore(path: Path) -> None:
-    """The `/<name>` line `dvc add` puts in the parent's .gitignore (the bytes live in DVC)."""
-    gitignore = path.parent / ".gitignore"
-    lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    entry = f"/{path.name}"
-    if entry not in lines:
-        atomic_write_text(gitignore, "".join(f"{line}\n" for line in [*lines, entry]))
+    if not compat_dvc.COMMIT_LAYOUT.applies():
+        with open_repo(settings) as repo:
+            (md5,) = add(repo, [directory]).values()
+            push(repo, [directory.with_name(directory.name + ".dvc")])
+        return md5
+    tracked = compat_dvc.track(directory, settings.dvc_cache_dir or settings.workspace / ".dvc" / "cache")
+    _upload(settings, tracked.objects)
+    compat_dvc.write_dvc_file(tracked)
+    return tracked.md5
 
 
 def add(repo: "Repo", paths: list[Path]) -> dict[Path, str]:
@@ -274,7 +210,7 @@ def remote_location(settings: Settings, md5: str) -> str:
     base = (
         f"s3://{settings.storage.bucket}/dvc" if settings.storage.is_s3 else settings.local_remote.as_uri()
     )
-    return f"{base}/files/md5/{md5[:2]}/{md5[2:]}"
+    return f"{base}/{compat_dvc.object_key(md5)}"
 
 
 def _reason(exc: BaseException) -> str:
