@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,7 +56,6 @@ def test_config_local_holds_the_keys_readable_by_its_owner_only(cli, workspace, 
     assert local.stat().st_mode & 0o777 == 0o600
     text = local.read_text()
     assert "testing-secret" in text and "access_key_id = testing" in text
-    assert env["MINIAUTOML_S3_ENDPOINT"] in text
     assert "testing-secret" not in (workspace / ".dvc" / "config").read_text()
     assert not list((workspace / ".dvc").glob(".config.local.*"))  # no temporary file left behind
     local.chmod(0o644)  # a config.local of before: the next write makes it private again
@@ -72,6 +74,56 @@ def test_fresh_clone_pulls_a_commit_from_s3(cli, workspace, tmp_path, s3_server,
     pulled = subprocess.run([dvc, "pull", created["commits"][0]["path"] + ".dvc"], cwd=clone, capture_output=True, text=True, env={**__import__("os").environ, **env})
     assert pulled.returncode == 0, pulled.stderr
     assert (clone / created["commits"][0]["path"] / "examples.csv").read_text() == data[0].read_text()
+
+
+def keys_only(env: dict[str, str]) -> dict[str, str]:
+    """What a user with access to the remote has on another machine: the keys, no MiniAutoML settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MINIAUTOML_", "MINIO_", "AWS_"))}
+    return {**base, "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"]}
+
+
+def test_the_remotes_url_is_committed_and_only_the_keys_stay_local(cli, workspace, s3_server, data):
+    env = s3_server.env()
+    assert cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env).returncode == 0
+    committed = subprocess.run(["git", "-C", str(workspace), "show", "HEAD:.dvc/config"],
+                               capture_output=True, text=True, check=True).stdout
+    assert f"url = s3://{env['MINIAUTOML_S3_BUCKET']}/dvc" in committed
+    assert f"endpointurl = {env['MINIAUTOML_S3_ENDPOINT']}" in committed
+    local = (workspace / ".dvc" / "config.local").read_text()
+    assert "secret_access_key = testing-secret" in local and "url = " not in local
+    assert subprocess.run(["git", "-C", str(workspace), "status", "--porcelain"], capture_output=True,
+                          text=True).stdout == ""
+
+
+def test_a_plain_git_clone_gets_the_same_bytes_with_dvc_pull(cli, workspace, tmp_path, s3_server, data):
+    """`git clone` + `dvc pull` with the keys in the environment, nothing else: DVC's own workflow."""
+    env = s3_server.env()
+    created = cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env).json
+    cli("dataset", "prepare", "intents", env=env)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(workspace), str(clone)], check=True)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    pulled = subprocess.run([dvc, "pull"], cwd=clone, capture_output=True, text=True, env=keys_only(env))
+    assert pulled.returncode == 0, pulled.stderr
+    commit = created["commits"][0]["path"]
+    assert (clone / commit / "examples.csv").read_bytes() == (workspace / commit / "examples.csv").read_bytes()
+
+
+def test_a_plain_git_clone_fetches_a_snapshot_with_only_the_keys(cli, workspace, tmp_path, s3_server, data):
+    """`dataset fetch` in a clone reads the committed remote (no endpoint set) and leaves the checkout clean."""
+    env = s3_server.env()
+    cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env)
+    vhash = cli("dataset", "prepare", "intents", env=env).json["version_hash"]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(workspace), str(clone)], check=True)
+    snap = subprocess.run([str(Path(sys.executable).parent / "miniautoml"), "-w", str(clone), "dataset", "fetch",
+                           "intents", vhash], capture_output=True, text=True, env=keys_only(env))
+    assert snap.returncode == 0, snap.stderr
+    fetched = json.loads(snap.stdout)
+    assert (Path(fetched["root"]) / "examples.csv").read_text() == "hello,greet\nbye,bye\n"
+    assert fetched["source"].startswith(f"s3://{env['MINIAUTOML_S3_BUCKET']}/dvc/")
+    assert subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True,
+                          text=True).stdout == ""
 
 
 def test_fresh_clone_fetches_snapshot_through_the_service(cli, workspace, tmp_path, s3_server, data):

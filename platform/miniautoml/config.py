@@ -1,11 +1,13 @@
 """Workspace and storage settings, resolved in one place.
 
-Order of precedence: explicit argument > environment > `<workspace>/miniautoml.toml` > defaults.
+Order of precedence: explicit argument > environment > `<workspace>/miniautoml.toml` > the DVC
+remote the workspace's committed `.dvc/config` names (what a git clone knows) > defaults.
 Keys are read from the environment only; they are written to DVC's `--local` config, never to git.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import tomllib
@@ -58,7 +60,8 @@ class Settings:
     artifact_root: str | None
     bentoml_home: Path
     # The embedded DVC remote directory when it is not this workspace's own: a Ray job's copy of the
-    # workspace on this machine reads the submitter's (MINIAUTOML_LOCAL_REMOTE, jobs/shipping.py).
+    # workspace on this machine reads the submitter's (MINIAUTOML_LOCAL_REMOTE, jobs/shipping.py),
+    # a git clone the one its committed `.dvc/config` names (the original workspace's).
     remote_dir: Path | None = None
     # DVC's cache when not the workspace's own `.dvc/cache`: a Ray node's jobs share one
     # (MINIAUTOML_DVC_CACHE_DIR), so that a snapshot is downloaded once per node, not once per job.
@@ -161,20 +164,61 @@ def _env(*names: str) -> str | None:
     return None
 
 
+DVC_REMOTE = "storage"  # the DVC remote of every workspace (`core.remote`)
+
+
+def committed_remote(workspace: Path) -> dict[str, str]:
+    """The DVC remote as the workspace's committed `.dvc/config` names it (url, endpointurl,
+    region; {} when none): where a git clone's bytes live, with no MiniAutoML settings at all."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(workspace / ".dvc" / "config", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return {}  # DVC itself reports a broken config when it reads it
+    section = f"'remote \"{DVC_REMOTE}\"'"
+    if not parser.has_section(section):
+        return {}
+    return {key: value.strip().strip('"') for key, value in parser[section].items()}
+
+
+def _committed_s3(remote: dict[str, str]) -> tuple[str | None, str | None]:
+    """(endpoint, bucket) of a committed `s3://BUCKET/...` remote, else (None, None)."""
+    url = remote.get("url", "")
+    if not url.startswith("s3://") or not remote.get("endpointurl"):
+        return None, None
+    return remote["endpointurl"], url.removeprefix("s3://").split("/", 1)[0] or None
+
+
+def _committed_local_remote(ws: Path, remote: dict[str, str]) -> Path | None:
+    """The committed local-directory remote when it is another workspace's (this one is a clone:
+    it has no embedded remote of its own), so the clone reads the bytes its commits name."""
+    url = remote.get("url", "")
+    if not url or "://" in url or (ws / STATE_DIR / "dvc-remote").is_dir():
+        return None
+    path = Path(url) if Path(url).is_absolute() else (ws / ".dvc" / url)  # DVC: relative to .dvc/
+    return None if path.resolve() == (ws / STATE_DIR / "dvc-remote").resolve() else path
+
+
 def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
     ws = find_workspace(workspace)
     conf = file_settings(ws)
     storage_conf = conf.get("storage", {})
-    endpoint = _env("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT") or storage_conf.get("endpoint")
+    remote = committed_remote(ws)
+    committed_endpoint, committed_bucket = _committed_s3(remote)
+    endpoint = _env("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT") or storage_conf.get("endpoint") or committed_endpoint
     if endpoint and "://" not in endpoint:
         endpoint = "http://" + endpoint  # MinIO users often give host:port
     storage = StorageSettings(
         endpoint=endpoint or None,
-        bucket=_env("MINIAUTOML_S3_BUCKET", "MINIO_BUCKET") or storage_conf.get("bucket", "miniautoml"),
+        bucket=_env("MINIAUTOML_S3_BUCKET", "MINIO_BUCKET") or storage_conf.get("bucket")
+        or committed_bucket or "miniautoml",
         access_key=_env("AWS_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "MINIO_ROOT_USER"),
         secret_key=_env("AWS_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"),
-        region=_env("AWS_DEFAULT_REGION") or storage_conf.get("region", "us-east-1"),
+        region=_env("AWS_DEFAULT_REGION") or storage_conf.get("region") or remote.get("region") or "us-east-1",
     )
+    remote_dir = Path(local) if (local := _env(LOCAL_REMOTE_ENV)) else None
+    if remote_dir is None and not storage.is_s3:
+        remote_dir = _committed_local_remote(ws, remote)
     state = ws / STATE_DIR
     mlflow_conf = conf.get("mlflow", {})
     tracking_uri = (
@@ -197,6 +241,6 @@ def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
         bentoml_home=bentoml_home,
-        remote_dir=Path(remote) if (remote := _env(LOCAL_REMOTE_ENV)) else None,
+        remote_dir=remote_dir,
         dvc_cache_dir=Path(cache) if (cache := _env(DVC_CACHE_ENV)) else None,
     )

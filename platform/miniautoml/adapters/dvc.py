@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniautoml.compat import dvc as compat_dvc
-from miniautoml.config import Settings
+from miniautoml.config import DVC_REMOTE, LOCAL_REMOTE_ENV, Settings
 from miniautoml.errors import StorageError
 
 if TYPE_CHECKING:
     from dvc.config import Config
     from dvc.repo import Repo
 
-REMOTE = "storage"
+REMOTE = DVC_REMOTE
 CACHE_TYPES = "reflink,hardlink,copy"
 SMALL_OBJECT_BYTES = 1 << 20  # up to this size an object is uploaded without asking if it is there
 LOCAL_CONFIG_MODE = 0o600  # `.dvc/config.local`: the S3 keys, readable by their owner only
@@ -60,23 +60,28 @@ def init(settings: Settings) -> None:
 def configure_remote(settings: Settings) -> None:
     """Remote `storage`: S3 when an endpoint is set, else the embedded local directory.
 
-    Endpoint and keys go to `.dvc/config.local` (never committed); the repo config only says
-    which remote is the default, so a clone knows where its data lives once it sets storage.
+    Where the remote is (url, S3 endpoint, region) goes to `.dvc/config`, committed with the
+    workspace, so a git clone with access to the remote runs `dvc pull` as is; only the keys (and
+    this machine's cache paths) go to `.dvc/config.local`, never committed. The embedded remote's
+    url is its absolute path: a clone on this machine reads it, one elsewhere is told it is missing.
     """
     from dvc.config import Config
 
     storage = settings.storage
+    secret: dict[str, str] = {}
     if storage.is_s3:
-        local = {"url": f"s3://{storage.bucket}/dvc", "endpointurl": storage.endpoint, "region": storage.region}
+        shared = {"url": f"s3://{storage.bucket}/dvc", "endpointurl": storage.endpoint, "region": storage.region}
         if storage.access_key:
-            local["access_key_id"] = storage.access_key
+            secret["access_key_id"] = storage.access_key
         if storage.secret_key:
-            local["secret_access_key"] = storage.secret_key
+            secret["secret_access_key"] = storage.secret_key
     else:
-        settings.local_remote.mkdir(parents=True, exist_ok=True)
-        local = {"url": str(settings.local_remote)}
+        if settings.remote_dir is None:  # our own; another workspace's is never created here
+            settings.local_remote.mkdir(parents=True, exist_ok=True)
+        shared = {"url": str(settings.local_remote)}
     cache_dir = str(settings.dvc_cache_dir) if settings.dvc_cache_dir else None
-    wanted = {"site_cache_dir": str(settings.state_dir / "dvc-site-cache"), "remote": local, "cache_dir": cache_dir}
+    site_cache = str(settings.state_dir / "dvc-site-cache")
+    wanted = {"site_cache_dir": site_cache, "shared": shared, "secret": secret or None, "cache_dir": cache_dir}
     key = settings.workspace.resolve()
     if _CHECKED.get(key) == (wanted, _config_files_state(settings)):
         return  # this process checked (or wrote) exactly these files for these settings
@@ -84,23 +89,40 @@ def configure_remote(settings: Settings) -> None:
     # Rewritten only when something changed: this runs before every mutation.
     conf = config.read("repo")
     core, cache = conf.get("core", {}), conf.get("cache", {})
-    if (core.get("remote"), str(core.get("autostage")), cache.get("type")) != (REMOTE, "False", CACHE_TYPES):
+    current = (core.get("remote"), str(core.get("autostage")), cache.get("type"), conf.get("remote", {}).get(REMOTE))
+    if current != (REMOTE, "False", CACHE_TYPES, shared):
         with config.edit("repo") as conf:
             conf.setdefault("core", {})["remote"] = REMOTE
             conf.setdefault("core", {})["autostage"] = False
             # Commits and snapshots are immutable: link them from the cache instead of copying.
             conf.setdefault("cache", {})["type"] = CACHE_TYPES
+            conf.setdefault("remote", {})[REMOTE] = shared
     conf = config.read("local")
     current = (conf.get("core", {}).get("site_cache_dir"), conf.get("remote", {}).get(REMOTE), conf.get("cache", {}).get("dir"))
-    if current != tuple(wanted.values()) or not _private(Path(config.files["local"])):
-        conf.setdefault("core", {})["site_cache_dir"] = wanted["site_cache_dir"]
-        conf.setdefault("remote", {})[REMOTE] = local
+    if current != (site_cache, wanted["secret"], cache_dir) or not _private(Path(config.files["local"])):
+        conf.setdefault("core", {})["site_cache_dir"] = site_cache
+        if secret:
+            conf.setdefault("remote", {})[REMOTE] = secret
+        else:  # also drops the url a workspace of before kept here
+            conf.get("remote", {}).pop(REMOTE, None)
         if cache_dir:
             conf.setdefault("cache", {})["dir"] = cache_dir
         else:
             conf.get("cache", {}).pop("dir", None)
         _write_local_config(config, conf)
     _CHECKED[key] = (wanted, _config_files_state(settings))
+
+
+def require_local_remote(settings: Settings) -> None:
+    """StorageError unless the embedded remote directory exists: a clone made on another machine
+    names the original workspace's, which only that machine has."""
+    if settings.storage.is_s3 or settings.local_remote.is_dir():
+        return
+    raise StorageError(
+        f"the DVC remote {settings.local_remote} (the embedded remote of the workspace this one was "
+        "cloned from, named in .dvc/config) is not on this machine: clone on that machine, copy the "
+        f"directory here and set {LOCAL_REMOTE_ENV}=DIR, or use an S3 remote (MINIAUTOML_S3_ENDPOINT)"
+    )
 
 
 # Workspace -> (settings, config files' state) that configure_remote last found or left right:
@@ -143,6 +165,7 @@ def _write_local_config(config: "Config", conf: dict) -> None:
 def _upload(settings: Settings, objects: dict[str, Path]) -> None:
     """`dvc push` of cache objects: the same keys on the remote, each written once."""
     storage = settings.storage
+    require_local_remote(settings)
     try:
         if not storage.is_s3:
             for md5, path in objects.items():

@@ -69,7 +69,8 @@ def _commit_git(settings: Settings, meta: dict, message: str) -> None:
     ds = store.dataset_dir(settings, meta["dataset_id"]).relative_to(settings.workspace)
     index = (store.root(settings) / "index.json").relative_to(settings.workspace)
     crash_point("before-git-commit")
-    git.commit(settings.workspace, [str(ds), str(index)], message)
+    # `.dvc/config` too: where the remote is travels with the commits whose bytes it holds.
+    git.commit(settings.workspace, [str(ds), str(index), ".dvc/config"], message)
 
 
 def _add_commit(
@@ -219,6 +220,7 @@ def _ensure_local(settings: Settings, dirs: list[Path], progress: Progress) -> N
     missing = [d for d in dirs if not d.is_dir()]
     if missing:
         ensure_workspace(settings)  # a fresh clone has no remote configured yet
+        dvc.require_local_remote(settings)
         progress(f"downloading {len(missing)} item(s) from the DVC remote")
         with dvc.open_repo(settings) as repo:
             dvc.pull(repo, [d.with_name(d.name + ".dvc") for d in missing])
