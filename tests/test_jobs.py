@@ -111,6 +111,7 @@ def one_label_csv(tmp_path: Path) -> Path:
         (["--data-path", "{csv}", "--model-name", "m", "-P", "=3"], "expected key=value"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "no such key=1"], "is not a parameter name"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "epochz=3"], "epochz=3: not a training parameter"),
+        (["--data-path", "{csv}", "--model-name", "m", "-P", "epoch=3"], "not a training parameter; did you mean epochs?"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "epochs=0"], "epochs=0: must be a positive integer"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "lr=fast"], "lr='fast': expected a number"),
         (["--data-path", "{csv}", "--model-name", "m", "-P", "model_name=x"], "give model_name with --model-name"),
@@ -127,6 +128,21 @@ def test_submit_rejects_bad_request_without_queueing(bare_ws: Path, tiny_csv: Pa
     assert result.stderr.strip().splitlines() == [result.error_line]
     assert result.error_line.startswith("error: ") and message in result.error_line
     assert not (bare_ws / ".miniautoml" / "mlflow.db").exists()  # MLflow untouched: nothing queued
+
+
+@pytest.mark.parametrize("param, suggested", [("epoch=3", "epochs"), ("batchsize=8", "batch_size"),
+                                              ("model.hiden_dim=3", "model.hidden_dim")])
+def test_a_mistyped_param_gets_the_closest_key_not_a_list(bare_ws: Path, tiny_csv: Path, param: str, suggested: str):
+    result = job_cli(bare_ws, "train", "submit", "--data-path", str(tiny_csv), "--model-name", "m", "-P", param)
+    assert result.returncode == 2
+    assert result.error_line == f"error: {param}: not a training parameter; did you mean {suggested}?"
+
+
+def test_a_param_like_no_key_lists_the_keys_whole(bare_ws: Path, tiny_csv: Path):
+    result = job_cli(bare_ws, "train", "submit", "--data-path", str(tiny_csv), "--model-name", "m", "-P", "xyz=1")
+    assert result.returncode == 2
+    assert "…" not in result.error_line  # not cut mid-word by the error line's length limit
+    assert ", epochs, " in result.error_line and "model.*" in result.error_line
 
 
 @pytest.mark.parametrize(

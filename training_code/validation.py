@@ -93,6 +93,19 @@ class Documented:
         groups = [f"{name}={'|'.join(options)}" for name, options in self.groups.items()]
         return ", ".join(sorted(groups) + sorted(self.defaults))
 
+    def not_documented(self, key: str, shown: str) -> str:
+        """The error line for an undocumented key `key` (shown as `shown`): the closest key when
+        one is close ("did you mean epochs?"), else the top-level keys and the groups, whole."""
+        from miniautoml.suggest import closest
+
+        bare = key.lstrip("+~")
+        match = closest(bare, [*self.groups, *self.defaults])
+        if match:
+            return f"{shown}: not a training parameter; did you mean {match}?"
+        top = sorted(k for k in self.defaults if "." not in k)
+        groups = sorted({k.split(".")[0] + ".*" for k in self.defaults if "." in k} | {f"{g}=..." for g in self.groups})
+        return f"{shown}: not a training parameter; expected one of {', '.join(top)} or {', '.join(groups)} (see params/)"
+
 
 def _leaves(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for key, value in node.items():
@@ -149,7 +162,7 @@ def validate_override(key: str, value: str) -> None:
             raise ParamError(f"{key}={value!r}: unknown; expected one of {', '.join(options)}")
         return
     if key not in documented.defaults:
-        raise ParamError(f"{key}={value}: not a training parameter; expected one of {documented.describe()}")
+        raise ParamError(documented.not_documented(key, f"{key}={value}"))
     default = documented.defaults[key]
     if isinstance(default, bool):
         return
@@ -176,9 +189,7 @@ def validate_params(cfg: Mapping[str, Any]) -> None:
     """Raise ParamError on the first invalid parameter of a training config."""
     unknown = _undocumented(cfg)
     if unknown:
-        raise ParamError(
-            f"{unknown[0]}: not a training parameter; expected one of {documented_params().describe()}"
-        )
+        raise ParamError(documented_params().not_documented(unknown[0], unknown[0]))
     algorithm = cfg.get("algorithm")
     if algorithm not in ALGORITHMS:
         raise ParamError(f"algorithm={algorithm!r}: unknown; expected one of {', '.join(ALGORITHMS)}")
