@@ -16,7 +16,7 @@ from serving_support import clean_env
 
 from miniautoml import serving
 from miniautoml.config import PROJECT_ROOT, load_settings
-from miniautoml.redact import has_credentials, redact_uri
+from miniautoml.redact import has_credentials, redact_text, redact_uri
 
 PASSWORD = "pa55-w0rd-zz"
 SECRET_URI = f"postgresql://alice:{PASSWORD}@db.example:5432/mlflow?sslmode=require"
@@ -57,6 +57,29 @@ def test_redact_uri_hides_passwords_and_credential_parameters(uri: str, expected
 def test_redact_uri_leaves_uris_without_credentials_as_they_are(uri) -> None:
     assert redact_uri(uri) == uri
     assert not has_credentials(uri)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"data.path='{SECRET_URI}'", "data.path='postgresql://alice:***@db.example:5432/mlflow?sslmode=require'"),
+        (f"API request to http://bob:{PASSWORD}@h:5000/api failed", "API request to http://bob:***@h:5000/api failed"),
+        (f"-P uri=s3://b/k?token={PASSWORD} -P lr=0.1", "-P uri=s3://b/k?token=*** -P lr=0.1"),
+        ("epochs=2 data.path=/tmp/a.csv runs:/abc/model", "epochs=2 data.path=/tmp/a.csv runs:/abc/model"),
+    ],
+)
+def test_redact_text_hides_the_password_of_every_uri_in_a_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_a_job_failure_message_carries_no_password(tmp_path: Path) -> None:
+    """The last stderr line becomes the run's message tag."""
+    from miniautoml.jobs.messages import last_error_line
+
+    stderr = tmp_path / "err.log"
+    stderr.write_text(f"Traceback (most recent call last):\n  x\nMlflowException: cannot reach {SECRET_URI}\n")
+    line = last_error_line(stderr)
+    assert line.startswith("MlflowException: cannot reach postgresql://alice:***@") and PASSWORD not in line
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from miniautoml.adapters import mlflow as mlflow_adapter
 from miniautoml.config import STATE_DIR, Settings, load_settings
+from miniautoml.redact import redact_text, redact_uri
 from training_code.data import Examples
 
 log = logging.getLogger(__name__)
@@ -140,25 +141,27 @@ def rehome_handed_over_run(settings: Settings, experiment: str) -> dict[str, str
         from mlflow.entities import Param
 
         client.log_batch(new_id, params=[Param(k, v) for k, v in handed.data.params.items()])
-    where = f"experiment {experiment!r} of workspace {settings.workspace} ({settings.tracking_uri})"
+    # Both stores' URIs go into a tag and the trainer's log (a job's log is one of its artifacts).
+    shown_uri = redact_uri(handed_uri)
+    where = f"experiment {experiment!r} of workspace {settings.workspace} ({redact_uri(settings.tracking_uri)})"
     note = (
-        f"Moved: `mlflow run` created this run in {handed_uri} (experiment {handed.info.experiment_id}); "
+        f"Moved: `mlflow run` created this run in {shown_uri} (experiment {handed.info.experiment_id}); "
         f"MiniAutoML trains it as run {new_id} in {where}."
     )
     try:
         handed_client.set_tag(run_id, MOVED_TO_TAG, new_id)
         handed_client.set_tag(run_id, "mlflow.note.content", note)
     except Exception as exc:  # the stray run is clutter; training must not fail for it
-        log.warning("could not mark run %s in %s as moved: %s", run_id, handed_uri, exc)
+        log.warning("could not mark run %s in %s as moved: %s", run_id, shown_uri, redact_text(str(exc)))
     log.warning(
         "`mlflow run` created run %s in %s, experiment %s; training it as run %s in %s instead "
         "(set MLFLOW_TRACKING_URI and --experiment-name to skip this detour)",
-        run_id, handed_uri, handed.info.experiment_id, new_id, where,
+        run_id, shown_uri, handed.info.experiment_id, new_id, where,
     )  # fmt: skip
     os.environ.update(
         {"MLFLOW_RUN_ID": new_id, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_EXPERIMENT_ID": experiment_id}
     )
-    return {"tracking_uri": handed_uri, "run_id": run_id, "experiment_id": handed.info.experiment_id}
+    return {"tracking_uri": shown_uri or "", "run_id": run_id, "experiment_id": handed.info.experiment_id}
 
 
 def log_new_params(params: Mapping[str, str]) -> None:
@@ -311,7 +314,8 @@ def describe(params: Mapping[str, Any], tags: Mapping[str, str], result: str = "
 
 
 def job_record(settings: Settings, run: mlflow.entities.Run, moved_from: Mapping[str, str] | None) -> dict[str, Any]:
-    """How and where this trainer ran (job.json): kept out of the run's tags."""
+    """How and where this trainer ran (job.json): kept out of the run's tags. It is uploaded with
+    the run's artifacts, so every URI in it, argv's included, has its password masked."""
     import socket
     import sys
     from datetime import datetime, timezone
@@ -327,10 +331,10 @@ def job_record(settings: Settings, run: mlflow.entities.Run, moved_from: Mapping
         "pid": os.getpid(),
         "parent_pid": os.getppid(),
         "python": sys.executable,
-        "argv": sys.argv,
+        "argv": [redact_text(word) for word in sys.argv],
         "cwd": os.getcwd(),
         "workspace": str(settings.workspace),
-        "tracking_uri": settings.tracking_uri,
-        "artifact_uri": run.info.artifact_uri,
+        "tracking_uri": redact_uri(settings.tracking_uri),
+        "artifact_uri": redact_uri(run.info.artifact_uri),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }

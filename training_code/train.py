@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from miniautoml.errors import MiniAutoMLError
+from miniautoml.redact import redact_text
 from training_code.fitting import fit_examples
 from training_code.validation import (
     ENCODER_ALGORITHM,
@@ -155,7 +156,7 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
         try:
             examples = _load_examples(params, settings)
         except MiniAutoMLError as exc:
-            mlflow.set_tag(tracking.MESSAGE_TAG, f"error: {exc}")
+            mlflow.set_tag(tracking.MESSAGE_TAG, f"error: {redact_text(str(exc))}")
             raise
         tags = tracking.dataset_tags(settings, examples)
         mlflow.set_tags(tags | {"mlflow.note.content": tracking.describe(params, tags)})
@@ -279,7 +280,7 @@ def _configure_logging() -> None:
 
 
 def _fail(exc: MiniAutoMLError) -> None:
-    message = " ".join(str(exc).split())  # exactly one line
+    message = redact_text(" ".join(str(exc).split()))  # exactly one line, no password of a URI
     if os.environ.get("MLFLOW_RUN_ID"):
         try:
             from miniautoml.config import load_settings

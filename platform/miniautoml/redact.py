@@ -3,6 +3,7 @@
 `redact_uri("postgresql://bob:s3cret@db/mlflow?sslmode=require&password=x")` gives
 `postgresql://bob:***@db/mlflow?sslmode=require&password=***`: the user name stays (it says who),
 the password and secret-looking query parameters become `***`. Anything not a URI is returned as is.
+`redact_text` does the same to every URI inside a longer text (an argv word, a log or error line).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ SECRET_PARAMS = re.compile(
     r"(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|credential|signature|sig)s?$",
     re.IGNORECASE,
 )
+# A URI inside text: a scheme, `://`, then up to whitespace or a quote (argv words come shell-quoted).
+URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def _netloc(netloc: str) -> str:
@@ -50,3 +53,9 @@ def redact_uri(uri: str | None) -> str | None:
 def has_credentials(uri: str | None) -> bool:
     """Whether `uri` carries something `redact_uri` would hide."""
     return bool(uri) and redact_uri(uri) != uri
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URI in it passed through `redact_uri`: `data.path='s3://u:pw@h/x'` or
+    `API request to http://u:pw@host/... failed` keep their shape, lose the password."""
+    return URI_IN_TEXT.sub(lambda match: redact_uri(match.group(0)) or "", text)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from miniautoml.processes import signal_name
+from miniautoml.redact import redact_text
 
 _TAIL_BYTES = 64 * 1024
 # `mlflow run`'s own log lines ("2025/01/01 10:00:00 INFO mlflow.projects...: === Run ... ===")
@@ -41,7 +42,7 @@ def last_error_line(stderr_path: str | Path | None) -> str:
 
 
 def _clip(line: str, limit: int = 500) -> str:
-    line = line.strip()
+    line = redact_text(line.strip())  # the line becomes the run's message tag
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -31,6 +31,7 @@ from miniautoml.jobs.launch import child_command, launch_command, launch_spec, r
 from miniautoml.jobs.messages import failure_message
 from miniautoml.jobs.slots import acquire_slot, free_slot, max_runners, release_slot
 from miniautoml.processes import Process, ProcessRef, spawn
+from miniautoml.redact import redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -157,7 +158,7 @@ class Runner:
             MINIAUTOML_EXIT_FILE=str(status_file), MINIAUTOML_JOB_ID=run_id,
         )  # fmt: skip
         warm_start = warm.ready()
-        log.info("job %s (%s): %s", run_id, "warm" if warm_start else "cold", " ".join(command.argv))
+        log.info("job %s (%s): %s", run_id, "warm" if warm_start else "cold", redact_text(" ".join(command.argv)))
         if self._cancel_requested(run_id):
             return self.fail(run_id, "cancelled before launch", "KILLED")
         out_path.unlink(missing_ok=True)
