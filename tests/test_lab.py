@@ -10,12 +10,17 @@ from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def lab_steps(tmp_path_factory) -> list[dict]:
+def lab_run(tmp_path_factory):
     ws = tmp_path_factory.mktemp("lab") / "ws"
     out = run_cli(ws, "lab")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[12/12] done" in out.stderr  # progress is visible on stderr
-    return [json.loads(line) for line in out.stdout.splitlines()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab_steps(lab_run) -> list[dict]:
+    return [json.loads(line) for line in lab_run.stdout.splitlines()]  # stdout: JSON lines only
 
 
 def step(steps: list[dict], name: str, nth: int = 0) -> dict:
@@ -62,6 +67,31 @@ def test_lab_champion_answers_from_the_promoted_version(lab_steps):
     assert str(answer["model_version"]) == promoted["version"]
     jobs = {step(lab_steps, "train", i)["model_version"]: step(lab_steps, "train", i)["job_id"] for i in (0, 1)}
     assert answer["model_id"] == jobs[promoted["version"]]
+
+
+def epoch_lines(stderr: str, step_prefix: str) -> list[str]:
+    """The epoch lines printed under a step (between its `[n/12]` line and the next step's)."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(step_prefix))
+    end = next(i for i, line in enumerate(lines) if i > start and line.startswith("["))
+    return [line.strip() for line in lines[start + 1:end] if line.strip().startswith("epoch ")]
+
+
+def test_lab_shows_each_training_epoch_on_stderr(lab_run):
+    first, second = epoch_lines(lab_run.stderr, "[3/12] train"), epoch_lines(lab_run.stderr, "[9/12] retrain")
+    assert first[0].startswith("epoch 1/10  loss ") and "val_accuracy" in first[0]
+    assert second[0].startswith("epoch 1/20  loss ")
+    assert [int(line.split()[1].split("/")[0]) for line in first] == list(range(1, len(first) + 1))
+
+
+def test_lab_ends_with_a_summary_of_the_champion_and_the_service(lab_steps, lab_run):
+    promoted, done = step(lab_steps, "promote"), step(lab_steps, "done")
+    accuracy = promoted["test_accuracy"][promoted["version"]]
+    assert done["champion"] == {"model": "lab-intent@champion", "version": promoted["version"], "test_accuracy": accuracy}
+    assert lab_run.error_line == (
+        f"champion lab-intent@champion = version {promoted['version']}, test_accuracy {accuracy:.3f}; "
+        f"service {step(lab_steps, 'serve')['url']} (stopped; --keep-serving leaves it running)"
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["nosuch", "image-gan"])

@@ -63,13 +63,15 @@ def _check_data(paths: tuple[Path, ...]) -> tuple[Path, Path]:
 
 
 def _train(
-    settings: Settings, dataset_id: str, version_hash: str, params: dict[str, str], algorithm: str
+    settings: Settings, dataset_id: str, version_hash: str, params: dict[str, str], algorithm: str,
+    progress: Callable[[str], None],
 ) -> dict[str, Any]:
     job_id = jobs.submit_job(
         settings, model_name=MODEL_NAME, dataset_id=dataset_id, version_hash=version_hash, params=params,
         algorithm=algorithm,
     )
-    status = jobs.wait_job(settings, job_id, raise_on_failure=True)
+    on_epoch = lambda epoch: progress(f"      {epoch.line()}")  # noqa: E731 - indented under its step
+    status = jobs.wait_job(settings, job_id, raise_on_failure=True, on_epoch=on_epoch)
     versions = registry.versions_of_run(settings, job_id)
     return {"job_id": job_id, "status": status.status, "algorithm": algorithm,
             "model_version": versions[0].version if versions else None}
@@ -102,7 +104,7 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
     yield LabStep("prepare", v1)
 
     progress(f"[3/12] train {algorithm.name} (job = MLflow run = model id)")
-    job1 = _train(settings, summary.dataset_id, v1.version_hash, FIRST_PARAMS, algorithm.name)
+    job1 = _train(settings, summary.dataset_id, v1.version_hash, FIRST_PARAMS, algorithm.name, progress)
     yield LabStep("train", job1)
 
     progress("[4/12] run info from the metadata store")
@@ -134,7 +136,7 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
         yield LabStep("prepare", v2)
 
         progress("[9/12] retrain with other params")
-        job2 = _train(settings, summary.dataset_id, v2.version_hash, SECOND_PARAMS, algorithm.name)
+        job2 = _train(settings, summary.dataset_id, v2.version_hash, SECOND_PARAMS, algorithm.name, progress)
         yield LabStep("train", job2)
 
         progress("[10/12] promote the better model")
@@ -149,4 +151,6 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
         if not options.keep_serving:
             server.cancel(grace=20.0)
     progress("[12/12] done")
-    yield LabStep("done", {"workspace": str(settings.workspace), "serving": url if options.keep_serving else None})
+    champion = {"model": f"{MODEL_NAME}@{ALIAS}", "version": best, "test_accuracy": acc[best]}
+    yield LabStep("done", {"workspace": str(settings.workspace), "serving": url if options.keep_serving else None,
+                           "url": url, "champion": champion})

@@ -20,7 +20,11 @@ from miniautoml.cli.output import info, json_default
               help="Training algorithm of both trainings (`miniautoml algorithms list`).")
 @click.pass_context
 def lab(ctx: click.Context, data: tuple[Path, ...], port: int, keep_serving: bool, algorithm: str) -> None:
-    """Dataset -> train -> run info -> serve -> predict -> commit 2 -> retrain -> promote -> predict."""
+    """Dataset -> train -> run info -> serve -> predict -> commit 2 -> retrain -> promote -> predict.
+
+    One JSON line per step on stdout; progress (steps, each training epoch) and a final summary
+    (the champion version, its test accuracy, the service URL) on stderr.
+    """
     import time
 
     from miniautoml.lab import DEMO_DATA, LabOptions, run_lab
@@ -28,9 +32,16 @@ def lab(ctx: click.Context, data: tuple[Path, ...], port: int, keep_serving: boo
     settings = settings_of(ctx)
     options = LabOptions(data=data or DEMO_DATA, port=port, keep_serving=keep_serving, algorithm=algorithm)
     start = time.monotonic()
+    done: dict = {}
     for step in run_lab(settings, options, progress=info):
         click.echo(json.dumps(step.to_json(), default=json_default, ensure_ascii=False))
+        done = step.result if step.step == "done" else done
     info(f"lab finished in {time.monotonic() - start:.0f}s (workspace {settings.workspace})")
+    champion = done.get("champion") or {}
+    if champion:
+        state = "still serving" if done.get("serving") else "stopped; --keep-serving leaves it running"
+        info(f"champion {champion['model']} = version {champion['version']}, "
+             f"test_accuracy {champion['test_accuracy']:.3f}; service {done['url']} ({state})")
 
 
 commands = {"lab": lab}
