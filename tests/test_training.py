@@ -172,10 +172,11 @@ def test_model_book_switches_to_the_books_clipped_sgd():
 
 
 def test_mlproject_arguments_compose_with_empty_values_unset():
-    args = ["dataset_id=1", "version_hash=hashAg==", "model_name=", "data.path=", "--overrides=epochs=3 lr=0.5"]
+    args = ["dataset_id=1", "version_hash=hashAg==", "model_name=", "data.path=", "seed=", "batch_size=8",
+            "--overrides=epochs=3 lr=0.5"]
     cfg = load_config(prepare_overrides(args))
     assert (cfg.dataset_id, cfg.version_hash, cfg.model_name, cfg.data.path) == ("1", "hashAg==", "", "")
-    assert (cfg.epochs, cfg.lr) == (3, 0.5)
+    assert (cfg.epochs, cfg.lr, cfg.seed, cfg.batch_size) == (3, 0.5, 42, 8)  # seed= is unset: the default
 
 
 @pytest.mark.parametrize(
@@ -187,6 +188,8 @@ def test_mlproject_arguments_compose_with_empty_values_unset():
         ([], "error: no dataset"),
         (["data.path=/nonexistent/x.csv"], "error: data.path: /nonexistent/x.csv: no such file"),
         (["lrr=1", "data.path=x.csv"], "error: Could not override 'lrr'"),
+        # `mlflow run -P epoch=3` (no such MLproject parameter) appends `--epoch 3`.
+        (["data.path=x.csv", "--epoch", "3"], "error: unknown MLproject parameter -P epoch=3: did you mean epochs?"),
     ],
 )
 def test_cli_reports_a_bad_param_in_one_line_and_fails(tmp_path, args, message):
@@ -491,45 +494,3 @@ def test_mlflow_run_trains_from_a_data_path(tmp_path):
     assert run.data.tags["data_path"] == slice_csv.resolve().as_uri()
     assert run.info.artifact_uri.startswith(settings.artifact_root)
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
-
-
-@pytest.mark.slow
-def test_a_bare_mlflow_run_lands_in_the_workspace_store_and_experiment(tmp_path, mlflow_template):
-    """`mlflow run` as the README shows it, from a workspace, no MLFLOW_* set: MLflow creates its run
-    in ./mlflow.db (experiment Default) before the trainer starts; the trainer trains it as a run of
-    the workspace's store and `miniautoml` experiment instead, and marks the stray run."""
-    from conftest import job_cli, job_settings, new_job_workspace
-
-    ws = new_job_workspace(tmp_path, mlflow_template)
-    slice_csv = clinc_slice(tmp_path / "slice.csv", rows=600)
-    repo_before = set(REPO.iterdir())
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MLFLOW_") and k not in ("PYTHONPATH", "MINIAUTOML_WORKSPACE")}
-    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [PY, "-m", "mlflow", "run", str(REPO), "-e", "train", "--env-manager", "local"]
-    cmd += ["-P", f"data_path={slice_csv}", "-P", "overrides=epochs=1 batch_size=16"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ws, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-    listed = job_cli(ws, "runs", "list")
-    assert listed.returncode == 0, listed.stderr
-    [summary] = listed.json
-    assert summary["status"] == "FINISHED" and summary["message"].startswith("test accuracy ")
-    settings = job_settings(ws)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    run = client.get_run(summary["run_id"])
-    assert client.get_experiment(run.info.experiment_id).name == "miniautoml"
-    assert run.info.artifact_uri.startswith(settings.artifact_root)
-    assert run.data.tags["data_path"] == slice_csv.resolve().as_uri()
-    assert run.data.params["epochs"] == "1" and run.data.params["data_path"] == str(slice_csv)
-    assert f"training it as run {run.info.run_id}" in proc.stderr  # says where the run went
-
-    job = json.loads(Path(client.download_artifacts(run.info.run_id, "job.json", str(tmp_path))).read_text())
-    stray_store = f"sqlite:///{ws / 'mlflow.db'}"  # MLflow's default store, in the directory it ran in
-    assert job["launched_by"] == "mlflow run" and job["moved_from"]["tracking_uri"] == stray_store
-    stray = MlflowClient(tracking_uri=stray_store).get_run(job["moved_from"]["run_id"])
-    assert stray.info.experiment_id == "0" and stray.data.tags["miniautoml.moved_to"] == run.info.run_id
-    assert run.info.run_id in stray.data.tags["mlflow.note.content"]
-    assert not (ws / "mlruns").exists() and not (REPO / "mlruns").exists()
-    new_in_repo = {p.name for p in set(REPO.iterdir()) - repo_before}
-    assert not new_in_repo & {"mlruns", "mlflow.db", ".miniautoml", "outputs", "multirun"}  # nothing in the project

@@ -171,8 +171,9 @@ def log_new_params(params: Mapping[str, str]) -> None:
     assert run is not None
     existing = mlflow.get_run(run.info.run_id).data.params
     for key in sorted(set(params) & set(existing)):
-        # `mlflow run` logs entry-point params shell-quoted: "''" for an empty string.
-        if existing[key] not in (params[key], shlex.quote(params[key])):
+        # `mlflow run` logs entry-point params shell-quoted: "''" for an empty string, which is
+        # also how it logs a parameter left unset (`epochs` from params/): no conflict either.
+        if existing[key] not in (params[key], shlex.quote(params[key]), "''"):
             log.warning("param %s=%r already logged as %r; keeping the logged value", key, params[key], existing[key])
     new = {k: v[:6000] for k, v in params.items() if k not in existing}
     if new:
@@ -313,15 +314,18 @@ def describe(params: Mapping[str, Any], tags: Mapping[str, str], result: str = "
     return f"{what} trained on {on}." + (f"\n\n{result}" if result else "")
 
 
-def job_record(settings: Settings, run: mlflow.entities.Run, moved_from: Mapping[str, str] | None) -> dict[str, Any]:
+def job_record(
+    settings: Settings, run: mlflow.entities.Run, moved_from: Mapping[str, str] | None, handed_over: bool = False
+) -> dict[str, Any]:
     """How and where this trainer ran (job.json): kept out of the run's tags. It is uploaded with
-    the run's artifacts, so every URI in it, argv's included, has its password masked."""
+    the run's artifacts, so every URI in it, argv's included, has its password masked.
+    `handed_over`: the run came from MLFLOW_RUN_ID (`mlflow run` or the jobs service)."""
     import socket
     import sys
     from datetime import datetime, timezone
 
     job_id = os.environ.get("MINIAUTOML_JOB_ID")
-    launched_by = "jobs service" if job_id else "mlflow run" if moved_from or os.environ.get("MLFLOW_RUN_ID") else "python"
+    launched_by = "jobs service" if job_id else "mlflow run" if moved_from or handed_over else "python"
     return {
         "run_id": run.info.run_id,
         "launched_by": launched_by,

@@ -25,8 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from miniautoml.errors import MiniAutoMLError
 from miniautoml.redact import redact_text
 from training_code.fitting import fit_examples
+from training_code.mlproject import undeclared_parameter
 from training_code.validation import (
     ENCODER_ALGORITHM,
+    ParamError,
     is_set,
     require_encoder,
     validate_label_count,
@@ -70,8 +72,9 @@ def prepare_overrides(args: Sequence[str]) -> list[str]:
     """Command-line overrides as Hydra expects them.
 
     Empty arguments are dropped and `--overrides="a=1 b=2"` is split: MLproject parameters are
-    always passed, possibly empty, and `overrides` carries several. String values are quoted so
-    `version_hash=hashAg==` parses and `dataset_id=1` stays a string.
+    always passed, possibly empty, and `overrides` carries several. An empty value of a key that
+    is not a string (`epochs=`) is the MLproject's "unset" and is dropped too. String values are
+    quoted so `version_hash=hashAg==` parses and `dataset_id=1` stays a string.
     """
     out: list[str] = []
     for arg in args:
@@ -81,6 +84,8 @@ def prepare_overrides(args: Sequence[str]) -> list[str]:
         if not arg.strip():
             continue
         key, sep, value = arg.partition("=")
+        if sep and not value and key[:1] not in "+~-" and key not in STRING_KEYS:
+            continue
         if sep and key.lstrip("+") in STRING_KEYS and value and value[0] not in "'\"[" and value != "null":
             quote = "'" if "'" not in value else '"'
             value = quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
@@ -144,6 +149,7 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
     torch.manual_seed(int(params["seed"]))
     run_name = str(params.get("run_name") or "") or None
     moved_from = tracking.rehome_handed_over_run(settings, str(params["experiment"]))
+    handed_over = bool(os.environ.get("MLFLOW_RUN_ID"))  # MLflow's start_run consumes the variable
     with tracking.start_run(settings, str(params["experiment"]), run_name) as run:
         run_id = run.info.run_id
         # Tags are what the MLflow UI lists: lineage only. How the trainer ran goes to job.json.
@@ -151,7 +157,7 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
             tracking.code_tags(PROJECT_ROOT) | tracking.user_tag(mlflow.get_run(run_id))
             | {"workspace_rev": git.rev(settings.workspace)}
         )  # fmt: skip
-        mlflow.log_dict(tracking.job_record(settings, run, moved_from), tracking.JOB_ARTIFACT)
+        mlflow.log_dict(tracking.job_record(settings, run, moved_from, handed_over), tracking.JOB_ARTIFACT)
         tracking.log_new_params(tracking.flatten(params))
         try:
             examples = _load_examples(params, settings)
@@ -319,6 +325,9 @@ def _one_line(exc: Exception) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = prepare_overrides(sys.argv[1:] if argv is None else argv)
+    undeclared = undeclared_parameter(args)
+    if undeclared:
+        _fail(ParamError(undeclared))
     if not any(a in ("-m", "--multirun") or a.startswith(("--cfg", "-c", "--help", "-h")) for a in args):
         # Compose once up front so an unknown key or option is one line, not Hydra's report.
         try:
