@@ -71,6 +71,18 @@ def test_a_versions_aliases_are_the_same_in_list_show_and_show_version(trained_j
     assert "canary" in in_list and in_list == in_show == one["aliases"]
 
 
+def test_models_show_as_a_table_lists_each_version_with_its_aliases(trained_job):
+    promote(job_settings(trained_job.workspace), "intent", "1", "tabled")
+    shown = job_cli(trained_job.workspace, "models", "show", "intent", "--format", "table")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split()[:2] == ["name", "intent"]
+    header = lines[lines.index("versions:") + 1]
+    row = lines[lines.index("versions:") + 2]
+    assert header.split()[:2] == ["NAME", "VERSION"] and "ALIASES" in header
+    assert "tabled" in row[header.index("ALIASES"):]
+
+
 def test_show_resolves_a_version_by_alias(trained_job):
     promote(job_settings(trained_job.workspace), "intent", "1", "staging")
     shown = job_cli(trained_job.workspace, "models", "show", "intent", "staging")

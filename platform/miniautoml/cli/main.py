@@ -44,7 +44,9 @@ class LazyGroup(click.Group):
             if exc.name == qualified:
                 return None  # our command module itself is missing: "No such command"
             raise  # a real import error inside it (or a missing dependency) is shown as such
-        return getattr(module, "commands")[name]
+        from miniautoml.cli.examples import attach
+
+        return attach(getattr(module, "commands")[name], name)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

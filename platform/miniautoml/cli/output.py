@@ -22,9 +22,26 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+FORMAT_KEY = "miniautoml.format"  # ctx.meta: the `--format` of a list/show command (None: auto)
+
+
+def output_format() -> str:
+    """`json` or `table`: a list/show command's `--format`, else table on a terminal and JSON when
+    piped; every other command prints JSON."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or FORMAT_KEY not in ctx.meta:
+        return "json"
+    return ctx.meta[FORMAT_KEY] or ("table" if sys.stdout.isatty() else "json")
+
+
 def emit(obj: Any) -> None:
-    """Print one JSON document to stdout."""
-    click.echo(json.dumps(obj, default=json_default, indent=2, ensure_ascii=False))
+    """Print one JSON document to stdout (or its table, see `output_format`)."""
+    text = json.dumps(obj, default=json_default, indent=2, ensure_ascii=False)
+    if output_format() == "table":
+        from miniautoml.cli.tables import render
+
+        text = render(json.loads(text))
+    click.echo(text)
 
 
 def info(message: str) -> None:
