@@ -48,6 +48,8 @@ def ui_cli(workspace: Path, *args: str, timeout: float = 300) -> CliResult:
 @dataclass
 class Trained:
     ui: str  # the MLflow UI's base URL
+    experiment_link: str  # `up`'s link to the workspace experiment's runs
+    experiment_tags: dict[str, str]
     dataset_id: str
     version_hash: str
     experiment_id: str
@@ -86,7 +88,7 @@ def trained(chromium: Path, tmp_path_factory: pytest.TempPathFactory, mlflow_tem
     try:
         up = ui_cli(ws, "up", "--no-serve", "--mlflow-port", str(port))
         assert up.returncode == 0, up.stderr[-3000:]
-        ui = up.json["urls"]["mlflow_ui"]
+        ui, experiment_link = up.json["urls"]["mlflow_ui"], up.json["urls"]["mlflow_experiment"]
         created = ui_cli(ws, "dataset", "create", DATASET, "--type", "TEXT_INTENT", "--file", str(DATA))
         assert created.returncode == 0, created.stderr[-3000:]
         prepared = ui_cli(ws, "dataset", "prepare", DATASET)
@@ -102,7 +104,8 @@ def trained(chromium: Path, tmp_path_factory: pytest.TempPathFactory, mlflow_tem
         run = client.get_run(versions[0].run_id)
         (dataset_input,) = run.inputs.dataset_inputs
         yield Trained(
-            ui=ui, dataset_id=dataset_id, version_hash=version_hash, experiment_id=run.info.experiment_id,
+            ui=ui, experiment_link=experiment_link,
+            experiment_tags=dict(client.get_experiment(run.info.experiment_id).tags), dataset_id=dataset_id, version_hash=version_hash, experiment_id=run.info.experiment_id,
             run_id=run.info.run_id, version=versions[0].version, tags=dict(run.data.tags),
             metrics=set(run.data.metrics), artifacts={a.path for a in client.list_artifacts(run.info.run_id)},
             dataset_name=dataset_input.dataset.name, digest=dataset_input.dataset.digest,
@@ -203,3 +206,25 @@ def test_model_version_page_links_back_to_the_run(trained: Trained):
     page = wait_for_dom(url, missing, timeout=PAGE_TIMEOUT, on_fail=keep_dom("mlflow-ui-model-version"))
     assert trained.run_id in page.text
     keep_screenshot(url, "mlflow-ui-model-version", page)
+
+
+def test_our_experiment_is_marked_as_a_model_training_one(trained: Trained):
+    assert trained.experiment_tags["mlflow.experimentKind"] == "custom_model_development"
+    assert trained.experiment_link == f"{trained.ui}/#/experiments/{trained.experiment_id}?workflowType=machine_learning"
+
+
+def test_the_experiment_link_opens_on_the_runs_table_not_the_genai_dashboard(trained: Trained):
+    """MLflow 3's UI opens an experiment on its GenAI overview (traces 0) unless told otherwise."""
+    run_name = trained.tags["mlflow.runName"]
+
+    def missing(page: Page) -> list[str]:
+        text, lacking = page.text, []
+        if not text.startswith(f"Runs - Experiment {trained.experiment_id}"):
+            lacking.append(f"the runs page (title 'Runs - Experiment {trained.experiment_id}')")
+        if run_name not in text or "1 matching run" not in text:
+            lacking.append(f"the run {run_name} in the runs table")
+        return lacking
+
+    page = wait_for_dom(trained.experiment_link, missing, timeout=PAGE_TIMEOUT, on_fail=keep_dom("mlflow-ui-experiment"))
+    assert "Traces 0" not in page.text and "Token Usage" not in page.text
+    keep_screenshot(trained.experiment_link, "mlflow-ui-experiment", page)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 EXPERIMENT = "miniautoml"
+# MLflow 3's experiment kind: a model-training experiment (not GenAI). UIs that read it open such an
+# experiment on its runs table; MLflow 3.17's UI reads the page's `workflowType` instead (runs_page).
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 INVALID_CODE = "INVALID_PARAMETER_VALUE"
 
@@ -151,16 +154,25 @@ def load_python_model(settings: Settings | None, model_uri: str, missing: str) -
 
 
 def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:
-    """The experiment's id, creating it with the workspace's artifact root (SQLite needs one)."""
+    """The experiment's id, creating it with the workspace's artifact root (SQLite needs one) and
+    marked as a model-training experiment (an older one gets the mark too)."""
     c = client(settings)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) is None:
+            c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return exp.experiment_id
     try:
         location = f"{settings.artifact_root}/{name}" if settings.artifact_root else None
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
     except Exception:  # another process created it between our look-up and create
         exp = c.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def runs_page(ui_url: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs table. MLflow 3.17 opens an experiment as a
+    GenAI one (an empty traces dashboard) unless the page says `workflowType=machine_learning`."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"

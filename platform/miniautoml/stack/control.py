@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from miniautoml import processes
+from miniautoml.adapters import mlflow as mlflow_adapter
 from miniautoml.config import CONFIG_FILE, Settings, load_settings
 from miniautoml.errors import UserInputError
 from miniautoml.locks import file_lock
@@ -210,6 +211,11 @@ def _urls(services: dict[str, dict], settings: Settings) -> dict[str, str]:
     if mlflow and mlflow.get("url"):
         urls["mlflow_ui"] = mlflow["url"]
         urls["tracking_server"] = mlflow["url"]
+        # The runs table of the workspace's experiment (made now if need be: every job uses it);
+        # no link when the store cannot be reached from here (a server behind a login).
+        with contextlib.suppress(Exception):
+            experiment_id = mlflow_adapter.ensure_experiment(settings)
+            urls["mlflow_experiment"] = mlflow_adapter.runs_page(mlflow["url"], experiment_id)
     if services.get("serve", {}).get("url"):
         urls["prediction"] = services["serve"]["url"]
         urls["prediction_docs"] = services["serve"]["url"] + "/docs"
