@@ -12,15 +12,11 @@ from typing import Any
 from miniautoml import processes
 from miniautoml.adapters import mlflow as mlflow_adapter
 from miniautoml.config import CONFIG_FILE, Settings, load_settings
-from miniautoml.errors import UserInputError
 from miniautoml.locks import file_lock
-from miniautoml.ports import require_free_port
 from miniautoml.processes import DEFAULT_GRACE, Process
 from miniautoml.redact import redact_uri
-from miniautoml.stack import storage
+from miniautoml.stack import checks, storage
 from miniautoml.stack.services import (
-    BENTO_DIR,
-    AdminCredentials,
     DEFAULT_HOST,
     DEFAULT_TIMEOUT,
     ORDER,
@@ -140,48 +136,6 @@ def _rollback(settings: Settings, started: list[Started]) -> None:
         _remove_record(settings, launch.name)
 
 
-def _check_startable(settings: Settings, opts: StackOptions, to_start: list[str]) -> None:
-    """Every obstacle found before anything starts, so a failure leaves nothing half-started."""
-    ports: dict[int, str] = {}
-    for name in to_start:
-        port = opts.port(name)
-        if port in ports:
-            raise UserInputError(f"{ports[port]} and {name} cannot both use port {port}")
-        ports[port] = name
-        require_free_port(opts.host, port, opts.flag(name), what=name)
-    if "serve" in to_start and not (BENTO_DIR / "service.py").is_file():
-        raise UserInputError(
-            f"the prediction service {BENTO_DIR / 'service.py'} is missing; start the rest with --no-serve"
-        )
-
-
-def _check_admin_login(launch: Launch, admin: AdminCredentials) -> None:
-    """The admin can log in: an auth database of an earlier `up --auth` keeps its admin's password."""
-    import base64
-    import urllib.error
-    import urllib.request
-
-    token = base64.b64encode(f"{admin.username}:{admin.password}".encode()).decode()
-    request = urllib.request.Request(
-        launch.url + "/api/2.0/mlflow/experiments/search?max_results=1",
-        headers={"Authorization": f"Basic {token}"},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code != 401:
-            return  # not a login problem; the server is up and the caller will see the rest
-    except (urllib.error.URLError, OSError):
-        return
-    raise StackError(
-        f"mlflow: the admin '{admin.username}' cannot log in with the given password: the auth database "
-        f"{launch.extra.get('auth_db')} of an earlier `up --auth` keeps its own; use that password, change it "
-        "through MLflow's update-password API, or delete that file to start over"
-    )
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -248,6 +202,116 @@ def exposure_warnings(opts: StackOptions, services: list[str], environ: Mapping[
     return warnings
 
 
+def _wanted(opts: StackOptions) -> list[str]:
+    return [name for name in ORDER if (name != "s3" or opts.s3) and (name != "serve" or opts.serve)]
+
+
+def _running(settings: Settings) -> dict[str, dict]:
+    """The recorded services that still run; the records of those that do not are removed."""
+    running: dict[str, dict] = {}
+    for name, record in _read_records(settings).items():
+        if Process.from_record(record) is not None:
+            running[name] = record
+        else:
+            _remove_record(settings, name)  # stale: the process is gone
+    return running
+
+
+def _already_running(running: dict[str, dict], opts: StackOptions, wanted: list[str], to_start: list[str]) -> dict:
+    """The services that run already (reported, never restarted), each with a note where the
+    options ask for something they were not started with."""
+    services: dict[str, dict] = {}
+    for name, record in running.items():
+        services[name] = _describe(record, "running")
+        if name in wanted and record.get("port") != opts.port(name):
+            services[name]["note"] = f"already running on port {record.get('port')}; `miniautoml down` first to change ports"
+    if opts.auth is not None and "mlflow" in running and not running["mlflow"].get("auth"):
+        services["mlflow"]["note"] = "running without --auth; `miniautoml down` first, then `up --auth`"
+    if "s3" in to_start and "mlflow" in running:
+        services["mlflow"]["note"] = (
+            "started without S3: its default artifact root stays local until `miniautoml down` + `up --s3`"
+        )
+    return services
+
+
+class _Starting:
+    """The services one `up` starts, in order, and what it changed: undone together on failure."""
+
+    def __init__(self, settings: Settings, opts: StackOptions, running: dict[str, dict], say: Callable[[str], None]):
+        self.settings, self.opts, self.running, self.say = settings, opts, running, say
+        self.keys, self.dev_keys = s3_keys(settings) if (opts.s3 or "s3" in running) else ({}, False)
+        self.started: list[Started] = []
+        self.config_backup: tuple[str | None, bool] | None = None  # (old text, backup written?) once changed
+
+    @contextlib.contextmanager
+    def undone_on_failure(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            _rollback(self.settings, self.started)
+            if self.config_backup is not None:
+                storage.restore_config(self.settings, self.config_backup[0])
+                if self.config_backup[1]:
+                    storage.storage_before_path(self.settings).unlink(missing_ok=True)
+            raise
+
+    def start_s3(self) -> None:
+        launch = s3_launch(self.settings, self.opts, self.keys)
+        self.say(f"starting s3 ({launch.extra['kind']}) on {launch.url} ...")
+        self.started.append(_spawn(self.settings, launch))
+        processes.wait_ready([self.started[-1][1]], self.opts.timeout)
+
+    def use_stack_storage(self) -> None:
+        """The workspace's storage on the stack's S3 server (its endpoint in miniautoml.toml), and
+        its bucket made."""
+        endpoint = self.running["s3"]["url"] if "s3" in self.running else self.started[-1][0].url
+        old, changed = storage.set_storage_endpoint(self.settings, endpoint)
+        if changed:
+            self.config_backup = (old, storage.save_storage_before(self.settings, old, endpoint))
+        self.settings = load_settings(self.settings.workspace)
+        storage.ensure_bucket(self.settings, endpoint, self.keys)
+
+    def start_side_by_side(self, names: list[str]) -> dict[str, dict]:
+        """Start MLflow and the prediction service together and wait for both; returns the
+        services that are external (a tracking server the workspace names) instead."""
+        external: dict[str, dict] = {}
+        batch = []
+        for name in names:
+            if name == "mlflow":
+                launch = mlflow_launch(self.settings, self.opts, self.keys)
+            else:
+                launch = serve_launch(self.settings, self.opts.host, self.opts.serve_port, self.keys)
+            if launch is None:
+                external[name] = {"state": "external", "url": redact_uri(self.settings.tracking_uri)}
+                continue
+            self.say(f"starting {name} on {launch.url} ...")
+            self.started.append(_spawn(self.settings, launch))
+            batch.append(self.started[-1][1])
+        processes.wait_ready(batch, self.opts.timeout)
+        return external
+
+    def check_admin_login(self) -> None:
+        for launch, _process, _record in self.started:
+            if launch.name == "mlflow" and self.opts.auth is not None:
+                checks.check_admin_login(launch, self.opts.auth)
+
+    def reported(self) -> dict[str, dict]:
+        return {launch.name: _describe(record, "started") for launch, _process, record in self.started}
+
+
+def _up_result(settings: Settings, services: dict[str, dict], dev_keys: dict[str, str] | None) -> dict:
+    result: dict[str, Any] = {"workspace": str(settings.workspace), "services": services, "urls": _urls(services, settings)}
+    if "s3" in services:
+        result["storage"] = {
+            "endpoint": services["s3"]["url"],
+            "bucket": settings.storage.bucket,
+            "config": str(settings.workspace / CONFIG_FILE),
+        }
+    if dev_keys:
+        result["env"] = dev_keys  # the dev-only default keys: export them for dataset commands
+    return result
+
+
 def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] | None = None) -> dict:
     """Start the requested services that are not running yet; report all that run.
 
@@ -255,99 +319,26 @@ def up(settings: Settings, opts: StackOptions, progress: Callable[[str], None] |
     `warning: ...` line per service a non-loopback host leaves open (`exposure_warnings`).
     """
     say = progress or (lambda _line: None)
-    wanted = [name for name in ORDER if (name != "s3" or opts.s3) and (name != "serve" or opts.serve)]
+    wanted = _wanted(opts)
     for warning in exposure_warnings(opts, wanted):
         say(f"warning: {warning}")
-    if opts.s3 and os.environ.get("MINIAUTOML_S3_ENDPOINT"):
-        raise UserInputError(
-            f"MINIAUTOML_S3_ENDPOINT={os.environ['MINIAUTOML_S3_ENDPOINT']} already names the storage; "
-            "unset it to run the local S3 server with --s3"
-        )
-    for name in wanted:
-        if not 0 < opts.port(name) < 65536:
-            raise UserInputError(f"{name} port {opts.port(name)}: not a TCP port ({opts.flag(name)})")
+    checks.check_request(opts, wanted)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with _stack_lock(settings):
-        running: dict[str, dict] = {}
-        for name, record in _read_records(settings).items():
-            if Process.from_record(record) is not None:
-                running[name] = record
-            else:
-                _remove_record(settings, name)  # stale: the process is gone
+        running = _running(settings)
         to_start = [name for name in wanted if name not in running]
-        _check_startable(settings, opts, to_start)
-
-        services: dict[str, dict] = {}
-        for name, record in running.items():  # reported, never restarted
-            services[name] = _describe(record, "running")
-            if name in wanted and record.get("port") != opts.port(name):
-                services[name]["note"] = (
-                    f"already running on port {record.get('port')}; `miniautoml down` first to change ports"
-                )
-        if opts.auth is not None and "mlflow" in running and not running["mlflow"].get("auth"):
-            services["mlflow"]["note"] = "running without --auth; `miniautoml down` first, then `up --auth`"
-        if "s3" in to_start and "mlflow" in running:
-            services["mlflow"]["note"] = (
-                "started without S3: its default artifact root stays local until `miniautoml down` + `up --s3`"
-            )
-        started: list[Started] = []
-        config_backup: tuple[str | None, bool] | None = None  # (old text, backup written?) once changed
-        keys, dev_keys = s3_keys(settings) if (opts.s3 or "s3" in running) else ({}, False)
-        try:
+        checks.check_startable(opts, to_start)
+        services = _already_running(running, opts, wanted, to_start)
+        starting = _Starting(settings, opts, running, say)
+        with starting.undone_on_failure():
             if "s3" in to_start:
-                launch = s3_launch(settings, opts, keys)
-                say(f"starting s3 ({launch.extra['kind']}) on {launch.url} ...")
-                started.append(_spawn(settings, launch))
-                processes.wait_ready([started[-1][1]], opts.timeout)
+                starting.start_s3()
             if opts.s3:
-                endpoint = running["s3"]["url"] if "s3" in running else started[-1][0].url
-                old, changed = storage.set_storage_endpoint(settings, endpoint)
-                if changed:
-                    config_backup = (old, storage.save_storage_before(settings, old, endpoint))
-                settings = load_settings(settings.workspace)
-                storage.ensure_bucket(settings, endpoint, keys)
-            batch = []
-            for name in ("mlflow", "serve"):
-                if name not in to_start:
-                    continue
-                if name == "mlflow":
-                    launch = mlflow_launch(settings, opts, keys)
-                else:
-                    launch = serve_launch(settings, opts.host, opts.serve_port, keys)
-                if launch is None:
-                    services[name] = {"state": "external", "url": redact_uri(settings.tracking_uri)}
-                    continue
-                say(f"starting {name} on {launch.url} ...")
-                started.append(_spawn(settings, launch))
-                batch.append(started[-1][1])
-            processes.wait_ready(batch, opts.timeout)  # MLflow and BentoML start side by side
-            for launch, _process, _record in started:
-                if launch.name == "mlflow" and opts.auth is not None:
-                    _check_admin_login(launch, opts.auth)
-        except BaseException:
-            _rollback(settings, started)
-            if config_backup is not None:
-                storage.restore_config(settings, config_backup[0])
-                if config_backup[1]:
-                    storage.storage_before_path(settings).unlink(missing_ok=True)
-            raise
-        for launch, _process, record in started:
-            services[launch.name] = _describe(record, "started")
-        services = _ordered(services)
-        result: dict[str, Any] = {
-            "workspace": str(settings.workspace),
-            "services": services,
-            "urls": _urls(services, settings),
-        }
-        if "s3" in services:
-            result["storage"] = {
-                "endpoint": services["s3"]["url"],
-                "bucket": settings.storage.bucket,
-                "config": str(settings.workspace / CONFIG_FILE),
-            }
-        if dev_keys:
-            result["env"] = keys  # the dev-only default keys: export them for dataset commands
-        return result
+                starting.use_stack_storage()  # before MLflow: its artifacts go to the stack's S3
+            services |= starting.start_side_by_side([name for name in ("mlflow", "serve") if name in to_start])
+            starting.check_admin_login()
+        services |= starting.reported()
+        return _up_result(starting.settings, _ordered(services), starting.keys if starting.dev_keys else None)
 
 
 def down(settings: Settings, grace: float = DEFAULT_GRACE) -> dict:
