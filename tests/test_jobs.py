@@ -172,7 +172,7 @@ def test_submit_accepts_only_documented_finite_params_and_creates_no_job(
 
 
 def test_documented_params_come_from_the_config_files():
-    from training_code.validation import documented_params
+    from miniautoml.contract.params import documented_params
 
     documented = documented_params()
     # params/algorithms/ holds the algorithms' declarations, not a Hydra config group; more
@@ -192,8 +192,8 @@ def test_documented_params_come_from_the_config_files():
 )
 def test_the_trainer_rejects_what_submit_rejects(override: str, message: str):
     """The trainer composes its own config (`mlflow run` bypasses submit): the same check applies."""
+    from miniautoml.contract.params import ParamError, validate_params
     from training_code.train import load_config
-    from training_code.validation import ParamError, validate_params
 
     with pytest.raises(ParamError, match=message):
         validate_params(load_config(["data.path=x.csv", override]))

@@ -15,9 +15,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from miniautoml.contract.params import ENCODER_MISSING, ParamError, validate_params
 from training_code import minilm
 from training_code.train import load_config, train
-from training_code.validation import ENCODER_MISSING, ParamError, validate_params
 from tests.test_training import MLFLOW_ENV, PY, child_env, clinc_slice
 
 pytestmark = pytest.mark.skipif(

@@ -20,12 +20,13 @@ from mlflow.entities import Run
 
 from miniautoml.adapters.mlflow import ensure_experiment
 from miniautoml.config import Settings, load_settings
+from miniautoml.contract import tags as run_tags
+from miniautoml.contract.params import ParamError, validate_params
 from training_code import data, engine
 from training_code.model import ModelSpec, build_model, build_optimisation
 from training_code.pyfunc import IntentClassifierModel
 from training_code.tokenizer import Tokenizer
 from training_code.train import TrainResult, load_config, prepare_overrides, train
-from training_code.validation import ParamError, validate_params
 
 REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
@@ -408,6 +409,21 @@ def test_registered_version_is_tagged_with_run_and_dataset(trained):
     assert version.tags["run_id"] == trained.result.run_id
     assert (version.tags["dataset_id"], version.tags["version_hash"]) == (trained.dataset_id, trained.version_hash)
     assert version.tags["algorithm"] == "intent-classification"  # `models show` reads it
+
+
+@pytest.mark.slow
+def test_run_records_every_metric_tag_and_artifact_the_contract_names(trained):
+    """The platform reads runs by these names (jobs, runs, registry, sweeps): the trainer writes each."""
+    metrics = trained.run.data.metrics
+    assert {*run_tags.SUMMARY_METRICS, *run_tags.RUN_LEVEL_METRICS, *run_tags.EPOCH_METRICS} <= set(metrics)
+    assert {run_tags.EPOCHS_ARTIFACT, run_tags.JOB_ARTIFACT} <= {
+        a.path for a in trained.client.list_artifacts(trained.result.run_id)
+    }
+    lineage = {run_tags.DATASET_ID, run_tags.VERSION_HASH, run_tags.SNAPSHOT_MD5}
+    assert lineage | {run_tags.MESSAGE, run_tags.DATASET_NAME, run_tags.DATASET_COMMITS, run_tags.GIT_COMMIT,
+                      run_tags.CODE_DIRTY, run_tags.WORKSPACE_REV} <= set(trained.run.data.tags)  # fmt: skip
+    version = trained.client.get_model_version("intent", "1")
+    assert lineage | {run_tags.VERSION_RUN_ID, run_tags.VERSION_ALGORITHM} <= set(version.tags)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from miniautoml.contract import data as contract_data
 from miniautoml.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_FILE = "examples.csv"
-LABELS_FILE = "labels.json"
+LABELS_FILE = "labels.json"  # the label names, next to a single CSV file as in a snapshot
 
 
 @dataclass
@@ -152,29 +152,19 @@ def _read_labels(path: Path) -> list[str]:
     return data
 
 
-def _fetch_snapshot(settings: "Settings", dataset_id: str, version_hash: str) -> Any:
-    # Imported here: the dataset service is optional for CSV training and heavy (DVC).
-    from miniautoml.datasets import fetch_snapshot
-
-    return fetch_snapshot(settings, dataset_id, version_hash)
-
-
 def load_snapshot(settings: "Settings", dataset_id: str, version_hash: str) -> Examples:
     """Examples of one dataset version, materialised locally by the dataset service."""
-    snap = _fetch_snapshot(settings, dataset_id, version_hash)
-    root = Path(snap.root)
-    rows = read_rows(root / EXAMPLES_FILE)
-    labels_file = root / LABELS_FILE
-    label_names = _read_labels(labels_file) if labels_file.is_file() else None
-    canonical_id = str(getattr(snap, "dataset_id", None) or dataset_id)  # a name resolves to its id
+    snap = contract_data.fetch_snapshot(settings, dataset_id, version_hash)
+    rows = read_rows(snap.examples)
+    label_names = _read_labels(snap.labels) if snap.labels is not None else None
     return _examples(
         rows,
         label_names,
-        source=str(snap.source),
-        name=f"{canonical_id}@{version_hash}",
-        digest=str(snap.dvc_md5),
-        dataset_id=canonical_id,
-        version_hash=str(version_hash),
+        source=snap.source,
+        name=f"{snap.dataset_id}@{version_hash}",
+        digest=snap.md5,
+        dataset_id=snap.dataset_id,
+        version_hash=snap.version_hash,
     )
 
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from miniautoml.contract.tags import EPOCHS_ARTIFACT
+
 if TYPE_CHECKING:
     import torch
 
@@ -138,7 +140,7 @@ def fit_examples(params: Mapping[str, Any], examples: "Examples", settings: "Set
         metrics["val_accuracy"] = r.val_accuracy
         mlflow.log_metrics(metrics, step=r.epoch, timestamp=int(r.end_time * 1000))
         times.append({"epoch": r.epoch, "start_time": r.start_time, "end_time": r.end_time})
-        mlflow.log_dict({"epochs": times}, tracking.EPOCHS_ARTIFACT)
+        mlflow.log_dict({"epochs": times}, EPOCHS_ARTIFACT)
 
     started = time.time()
     fit = engine.fit(

@@ -9,7 +9,6 @@ trainer starts; the trainer then re-homes it (see `rehome_handed_over_run`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -26,13 +25,13 @@ from mlflow.exceptions import MlflowException
 
 from miniautoml.adapters import mlflow as mlflow_adapter
 from miniautoml.config import STATE_DIR, Settings, load_settings
+from miniautoml.contract import tags as run_tags
+from miniautoml.contract.trainer import JOB_ID_ENV
 from miniautoml.redact import redact_text, redact_uri
 from training_code.data import Examples
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TAG = "miniautoml.message"  # one line for run lists: the result or the error
-MOVED_TO_TAG = "miniautoml.moved_to"  # on a run `mlflow run` made elsewhere: the run that trained
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's `Default`: where `mlflow run` puts a run nobody placed
 
 
@@ -149,7 +148,7 @@ def rehome_handed_over_run(settings: Settings, experiment: str) -> dict[str, str
         f"MiniAutoML trains it as run {new_id} in {where}."
     )
     try:
-        handed_client.set_tag(run_id, MOVED_TO_TAG, new_id)
+        handed_client.set_tag(run_id, run_tags.MOVED_TO, new_id)
         handed_client.set_tag(run_id, "mlflow.note.content", note)
     except Exception as exc:  # the stray run is clutter; training must not fail for it
         log.warning("could not mark run %s in %s as moved: %s", run_id, shown_uri, redact_text(str(exc)))
@@ -239,31 +238,6 @@ def tag_handed_over_run(settings: Settings, key: str, value: str) -> None:
 
 
 # --- what the MLflow UI shows: lineage tags, a description; internals go to job.json ------------
-EPOCHS_ARTIFACT = "epochs.json"  # per-epoch start/end times (read by `miniautoml runs show`)
-JOB_ARTIFACT = "job.json"  # how and where the trainer ran: pids, host, paths, the run it replaced
-CODE_PATHS = ["MLproject", "training_code", "params"]  # what makes the model besides the data
-CODE_TAGS_ENV = "MINIAUTOML_CODE_TAGS"  # JSON: code_tags() of the checkout a shipped copy came from
-
-
-def code_tags(project_root: Path) -> dict[str, str]:
-    """`mlflow.source.git.commit` of the training code and `code_dirty` ("true" when
-    training_code/, params/ or MLproject differ from that commit); nothing outside git. A Ray node
-    runs a shipped copy of the code, not a checkout: the submitter's tags come in CODE_TAGS_ENV."""
-    from miniautoml.adapters import git
-
-    shipped = os.environ.get(CODE_TAGS_ENV)
-    if shipped:
-        return {str(k): str(v) for k, v in json.loads(shipped).items()}
-    commit = git.rev(project_root)
-    if commit == "unknown":
-        return {}
-    try:
-        dirty = git.dirty(project_root, CODE_PATHS)
-    except Exception:  # a git that cannot tell: say nothing rather than something wrong
-        return {"mlflow.source.git.commit": commit}
-    return {"mlflow.source.git.commit": commit, "code_dirty": str(dirty).lower()}
-
-
 def user_tag(run: mlflow.entities.Run) -> dict[str, str]:
     """`mlflow.user` for runs created without one (the jobs service's, `mlflow run --run-id`)."""
     if run.data.tags.get("mlflow.user"):
@@ -279,16 +253,16 @@ def user_tag(run: mlflow.entities.Run) -> dict[str, str]:
 def dataset_tags(settings: Settings, examples: Examples) -> dict[str, str]:
     """The data, plainly: `dataset_name`, and `dataset_id`, `dataset_commits`, `version_hash` for a
     snapshot of the dataset service or `data_path` for CSV files; `snapshot_md5` (DVC's md5)."""
-    tags = {"dataset_name": examples.name, "snapshot_md5": examples.digest}
+    tags = {run_tags.DATASET_NAME: examples.name, run_tags.SNAPSHOT_MD5: examples.digest}
     if examples.dataset_id is None:
-        return tags | {"data_path": examples.source}
-    tags |= {"dataset_id": examples.dataset_id, "version_hash": str(examples.version_hash)}
+        return tags | {run_tags.DATA_PATH: examples.source}
+    tags |= {run_tags.DATASET_ID: examples.dataset_id, run_tags.VERSION_HASH: str(examples.version_hash)}
     try:
-        from miniautoml.datasets import show_dataset
-        from miniautoml.datasets.version_hash import commit_ids
+        from miniautoml.contract.data import lineage
 
-        tags["dataset_name"] = show_dataset(settings, examples.dataset_id).name
-        tags["dataset_commits"] = ",".join(str(c) for c in commit_ids(str(examples.version_hash)))
+        found = lineage(settings, examples.dataset_id, str(examples.version_hash))
+        tags[run_tags.DATASET_NAME] = found.dataset_name
+        tags[run_tags.DATASET_COMMITS] = ",".join(str(c) for c in found.commits)
     except Exception as exc:  # the service loaded the snapshot; its metadata is a nicety here
         log.debug("dataset %s: no name/commits for the run's tags: %s", examples.dataset_id, exc)
     return tags
@@ -301,14 +275,14 @@ def describe(params: Mapping[str, Any], tags: Mapping[str, str], result: str = "
         f"Intent classifier `{model['name']}` ({opt['name']}, lr {params['lr']}, batch {params['batch_size']}, "
         f"up to {params['epochs']} epochs, seed {params['seed']})"
     )
-    if tags.get("dataset_id"):
-        commits = tags.get("dataset_commits", "?").replace(",", ", ")
+    if tags.get(run_tags.DATASET_ID):
+        commits = tags.get(run_tags.DATASET_COMMITS, "?").replace(",", ", ")
         on = (
-            f"dataset **{tags['dataset_name']}** (id {tags['dataset_id']}), "
-            f"commit{'s' if ',' in commits else ''} {commits}, version hash `{tags['version_hash']}`"
+            f"dataset **{tags[run_tags.DATASET_NAME]}** (id {tags[run_tags.DATASET_ID]}), "
+            f"commit{'s' if ',' in commits else ''} {commits}, version hash `{tags[run_tags.VERSION_HASH]}`"
         )
     else:
-        on = f"CSV data **{tags['dataset_name']}** (`{tags.get('data_path', '')}`)"
+        on = f"CSV data **{tags[run_tags.DATASET_NAME]}** (`{tags.get(run_tags.DATA_PATH, '')}`)"
     if int(data.get("limit") or 0):
         on += f", a sample of {data['limit']} rows"
     return f"{what} trained on {on}." + (f"\n\n{result}" if result else "")
@@ -324,7 +298,7 @@ def job_record(
     import sys
     from datetime import datetime, timezone
 
-    job_id = os.environ.get("MINIAUTOML_JOB_ID")
+    job_id = os.environ.get(JOB_ID_ENV)
     launched_by = "jobs service" if job_id else "mlflow run" if moved_from or handed_over else "python"
     return {
         "run_id": run.info.run_id,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -22,18 +21,22 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from miniautoml.errors import MiniAutoMLError
-from miniautoml.redact import redact_text
-from training_code.fitting import fit_examples
-from training_code.mlproject import undeclared_parameter
-from training_code.validation import (
+from miniautoml.contract import tags as run_tags
+from miniautoml.contract.params import (
     ENCODER_ALGORITHM,
     ParamError,
     is_set,
+    load_config,
+    prepare_overrides,
     require_encoder,
     validate_label_count,
     validate_params,
 )
+from miniautoml.contract.trainer import code_tags
+from miniautoml.errors import MiniAutoMLError
+from miniautoml.redact import redact_text
+from training_code.fitting import fit_examples
+from training_code.mlproject import undeclared_parameter
 
 if TYPE_CHECKING:
     from miniautoml.config import Settings
@@ -42,13 +45,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("training_code")
 
-PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 CODE_DIR = Path(__file__).resolve().parent
-# String parameters whose values may hold characters Hydra's override grammar rejects
-# (base64 version hashes end in "=="); they are quoted for Hydra before parsing.
-STRING_KEYS = frozenset(
-    {"dataset_id", "version_hash", "model_name", "experiment", "run_name", "data.path", "metrics_path", "plots_path"}
-)
+# What `train` imports lazily, after its parameter checks: a warm runner imports these up front
+# (miniautoml.contract.trainer.WARM_IMPORTS_ATTR) so each job it forks finds them loaded.
+WARM_IMPORTS = (
+    "torch", "pandas", "mlflow.pyfunc", "miniautoml.adapters.git", "training_code.tracking", "training_code.pyfunc",
+    "training_code.plots", "training_code.data", "training_code.engine", "training_code.model",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,40 +61,6 @@ class TrainResult:
     model_version: str | None  # set when the model was registered (model_name given)
     val_accuracy: float = float("nan")
     epochs_trained: int = 0
-
-
-def load_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The composed config of `params/` with Hydra overrides, for calling `train` from Python."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PARAMS_DIR), version_base="1.3"):
-        return compose("config", overrides=prepare_overrides(overrides))
-
-
-def prepare_overrides(args: Sequence[str]) -> list[str]:
-    """Command-line overrides as Hydra expects them.
-
-    Empty arguments are dropped and `--overrides="a=1 b=2"` is split: MLproject parameters are
-    always passed, possibly empty, and `overrides` carries several. An empty value of a key that
-    is not a string (`epochs=`) is the MLproject's "unset" and is dropped too. String values are
-    quoted so `version_hash=hashAg==` parses and `dataset_id=1` stays a string.
-    """
-    out: list[str] = []
-    for arg in args:
-        if arg.startswith("--overrides="):
-            out.extend(prepare_overrides(shlex.split(arg.removeprefix("--overrides="))))
-            continue
-        if not arg.strip():
-            continue
-        key, sep, value = arg.partition("=")
-        if sep and not value and key[:1] not in "+~-" and key not in STRING_KEYS:
-            continue
-        if sep and key.lstrip("+") in STRING_KEYS and value and value[0] not in "'\"[" and value != "null":
-            quote = "'" if "'" not in value else '"'
-            value = quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
-            arg = f"{key}={value}"
-        out.append(arg)
-    return out
 
 
 def _as_dict(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -154,15 +123,15 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
         run_id = run.info.run_id
         # Tags are what the MLflow UI lists: lineage only. How the trainer ran goes to job.json.
         mlflow.set_tags(
-            tracking.code_tags(PROJECT_ROOT) | tracking.user_tag(mlflow.get_run(run_id))
-            | {"workspace_rev": git.rev(settings.workspace)}
+            code_tags(PROJECT_ROOT) | tracking.user_tag(mlflow.get_run(run_id))
+            | {run_tags.WORKSPACE_REV: git.rev(settings.workspace)}
         )  # fmt: skip
-        mlflow.log_dict(tracking.job_record(settings, run, moved_from, handed_over), tracking.JOB_ARTIFACT)
+        mlflow.log_dict(tracking.job_record(settings, run, moved_from, handed_over), run_tags.JOB_ARTIFACT)
         tracking.log_new_params(tracking.flatten(params))
         try:
             examples = _load_examples(params, settings)
         except MiniAutoMLError as exc:
-            mlflow.set_tag(tracking.MESSAGE_TAG, f"error: {redact_text(str(exc))}")
+            mlflow.set_tag(run_tags.MESSAGE, f"error: {redact_text(str(exc))}")
             raise
         tags = tracking.dataset_tags(settings, examples)
         mlflow.set_tags(tags | {"mlflow.note.content": tracking.describe(params, tags)})
@@ -208,7 +177,7 @@ def train(cfg: DictConfig | Mapping[str, Any], settings: "Settings | None" = Non
             + (f"; registered as model `{params['model_name']}` version {model_version}." if model_version else ".")
         )
         mlflow.set_tags({
-            tracking.MESSAGE_TAG: f"test accuracy {t.test.accuracy:.3f}",
+            run_tags.MESSAGE: f"test accuracy {t.test.accuracy:.3f}",
             "mlflow.note.content": tracking.describe(params, tags, result),
         })  # fmt: skip
     return TrainResult(
@@ -269,9 +238,12 @@ def _log_model(
     if model_name is None:
         return None
     version = str(info.registered_model_version)
-    tags = {"run_id": run_id, "snapshot_md5": examples.digest, "algorithm": str(params["algorithm"])}
+    tags = {
+        run_tags.VERSION_RUN_ID: run_id, run_tags.SNAPSHOT_MD5: examples.digest,
+        run_tags.VERSION_ALGORITHM: str(params["algorithm"]),
+    }  # fmt: skip
     if examples.dataset_id is not None:
-        tags |= {"dataset_id": examples.dataset_id, "version_hash": str(examples.version_hash)}
+        tags |= {run_tags.DATASET_ID: examples.dataset_id, run_tags.VERSION_HASH: str(examples.version_hash)}
     tracking.tag_model_version(settings, model_name, version, tags)
     return version  # the run page lists it under "Registered models": no tag needed
 
@@ -292,7 +264,7 @@ def _fail(exc: MiniAutoMLError) -> None:
             from miniautoml.config import load_settings
             from training_code import tracking
 
-            tracking.tag_handed_over_run(load_settings(), tracking.MESSAGE_TAG, f"error: {message}")
+            tracking.tag_handed_over_run(load_settings(), run_tags.MESSAGE, f"error: {message}")
         except MiniAutoMLError:
             pass  # the error line below matters more than the tag
     print(f"error: {message}", file=sys.stderr)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from miniautoml.config import Settings
+from miniautoml.contract import tags as run_tags
 from miniautoml.errors import NotFoundError, UserInputError
 
 if TYPE_CHECKING:
@@ -76,19 +77,19 @@ def _version_info(mv: "ModelVersion", model_aliases: dict[str, str]) -> ModelVer
     return ModelVersionInfo(
         name=mv.name,
         version=str(mv.version),
-        run_id=mv.run_id or tags.get("run_id"),
+        run_id=mv.run_id or tags.get(run_tags.VERSION_RUN_ID),
         status=mv.status,
         source=mv.source,
         aliases=sorted(alias for alias, version in model_aliases.items() if str(version) == str(mv.version)),
         created_at=_iso(mv.creation_timestamp),
-        dataset_id=tags.get("dataset_id") or None,
-        version_hash=tags.get("version_hash") or None,
+        dataset_id=tags.get(run_tags.DATASET_ID) or None,
+        version_hash=tags.get(run_tags.VERSION_HASH) or None,
         algorithm=tags.get(ALGORITHM_TAG) or None,
         tags=tags,
     )
 
 
-ALGORITHM_TAG = "algorithm"  # on a model version, set by the trainer when it registers
+ALGORITHM_TAG = run_tags.VERSION_ALGORITHM  # on a model version, set by the trainer when it registers
 RUN_ALGORITHM_TAG = "miniautoml.algorithm"  # on a job's run, set at submit
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "val_accuracy")
 

@@ -15,6 +15,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from miniautoml.config import Settings
+from miniautoml.contract.tags import (
+    CODE_DIRTY, DATASET_ID, EPOCHS_ARTIFACT, GIT_COMMIT, MESSAGE, RUN_LEVEL_METRICS, VERSION_HASH,
+)  # fmt: skip
 from miniautoml.errors import NotFoundError
 from miniautoml.ids import RUN_ID_RE
 
@@ -23,10 +26,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 EPOCH_START, EPOCH_END = "epoch_start_time", "epoch_end_time"  # metrics of older runs
-EPOCHS_ARTIFACT = "epochs.json"  # {"epochs": [{"epoch", "start_time", "end_time"}]}: the trainer's
 _PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-RUN_LEVEL_METRICS = frozenset({"best_val_accuracy", "best_epoch", "epochs_trained", "train_seconds"})
-MESSAGE_TAG = "miniautoml.message"
 LAUNCHED_AT_TAG = "miniautoml.launched_at"  # ms since epoch, on runs of older jobs (now in the job record)
 
 
@@ -170,10 +170,10 @@ def epochs_of(client: "MlflowClient", run: "Run") -> dict[str, EpochInfo]:
 
 
 def _code_version(tags: dict[str, str]) -> str | None:
-    commit = tags.get("mlflow.source.git.commit") or tags.get("code_version")  # older runs: code_version
+    commit = tags.get(GIT_COMMIT) or tags.get("code_version")  # older runs: code_version
     if not commit:
         return None
-    return f"{commit}-dirty" if tags.get("code_dirty") == "true" else commit
+    return f"{commit}-dirty" if tags.get(CODE_DIRTY) == "true" else commit
 
 
 def _start_time(settings: Settings, run: "Run") -> str | None:
@@ -195,12 +195,12 @@ def show_run(settings: Settings, run_id: str) -> RunInfo:
         start_time=_start_time(settings, run),
         end_time=_iso_ms(info.end_time) if ended else None,
         success=_success(info.status),
-        message=tags.get(MESSAGE_TAG) or _default_message(info.status),
+        message=tags.get(MESSAGE) or _default_message(info.status),
         run_id=info.run_id,
         run_name=info.run_name or "",
         tracing=Tracing(
-            dataset_id=tags.get("dataset_id") or None,
-            version_hash=tags.get("version_hash") or None,
+            dataset_id=tags.get(DATASET_ID) or None,
+            version_hash=tags.get(VERSION_HASH) or None,
             code_version=_code_version(tags),
         ),
         epochs=epochs_of(client, run),
@@ -222,9 +222,9 @@ def list_runs(settings: Settings, limit: int = 50) -> list[RunSummary]:
             status=r.info.status,
             start_time=_start_time(settings, r),
             end_time=_iso_ms(r.info.end_time) if r.info.status in ("FINISHED", "FAILED", "KILLED") else None,
-            message=r.data.tags.get(MESSAGE_TAG) or _default_message(r.info.status),
-            dataset_id=r.data.tags.get("dataset_id") or None,
-            version_hash=r.data.tags.get("version_hash") or None,
+            message=r.data.tags.get(MESSAGE) or _default_message(r.info.status),
+            dataset_id=r.data.tags.get(DATASET_ID) or None,
+            version_hash=r.data.tags.get(VERSION_HASH) or None,
         )
         for r in runs
     ]

@@ -57,7 +57,7 @@ def _check_params(params: dict[str, str]) -> dict[str, str]:
 def _check_documented(key: str, value: str) -> None:
     """Only the training parameters params/ declares, each with a value of its type: no Hydra
     `+key`/`~key`/`hydra.*` overrides, no NaN/inf (the trainer checks the same again)."""
-    from training_code.validation import validate_override
+    from miniautoml.contract.params import validate_override
 
     validate_override(key, value)
 
@@ -104,8 +104,7 @@ def _check_training_config(request: JobRequest, algorithm: "algorithms_mod.Algor
     """Compose the trainer's Hydra config with the request to reject bad parameters up front."""
     from omegaconf import OmegaConf
 
-    from training_code.train import load_config
-    from training_code.validation import validate_params
+    from miniautoml.contract.params import load_config, validate_params
 
     fixed = {
         "dataset_id": request.dataset_id,

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniautoml.config import DVC_CACHE_ENV, LOCAL_REMOTE_ENV, PROJECT_ROOT, Settings
+from miniautoml.contract.trainer import CODE_PATHS, CODE_TAGS_ENV, JOB_ID_ENV, code_tags
 from miniautoml.jobs import store
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-CODE = ("MLproject", "training_code", "params", "platform/miniautoml")  # paths under the project root
+CODE = (*CODE_PATHS, "platform/miniautoml")  # paths under the project root
 BUNDLE = "workspace.bundle"
 INPUTS = "inputs"
 NODE_PYTHON_ENV = "MINIAUTOML_NODE_PYTHON"
@@ -58,7 +59,6 @@ class Shipment:
 def stage(settings: Settings, run: "Run", directory: Path) -> Shipment:
     """Write the package of job `run` into the empty `directory`."""
     from miniautoml.adapters import git
-    from training_code.tracking import CODE_TAGS_ENV, code_tags
 
     _copy_code(directory)
     tags = run.data.tags
@@ -73,7 +73,7 @@ def stage(settings: Settings, run: "Run", directory: Path) -> Shipment:
     env = {
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         **settings.storage.s3_env(),
-        "MINIAUTOML_JOB_ID": run.info.run_id,
+        JOB_ID_ENV: run.info.run_id,
         "PYTHONUNBUFFERED": "1",
         CODE_TAGS_ENV: json.dumps(code_tags(PROJECT_ROOT)),
     }

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miniautoml.config import Settings
+from miniautoml.contract import tags as run_tags
 from miniautoml.locks import file_lock
 from miniautoml.errors import NotFoundError
 from miniautoml.ids import RUN_ID_RE
@@ -36,11 +37,11 @@ ALGORITHM = "miniautoml.algorithm"
 MODEL_NAME = "miniautoml.model_name"
 PARAMS = "miniautoml.params"  # JSON object: the -P key=value pairs (Hydra overrides)
 DATA_PATH = "miniautoml.data_path"
-DATASET_ID = "dataset_id"  # shared with the trainer, which sets the same values
-VERSION_HASH = "version_hash"
+DATASET_ID = run_tags.DATASET_ID  # the trainer sets the same values again
+VERSION_HASH = run_tags.VERSION_HASH
 STATE = "miniautoml.job_state"  # "launch" once a runner claimed it, "done" once it finalised it
 EXIT_CODE = "miniautoml.exit_code"
-MESSAGE = "miniautoml.message"  # trainer: "test accuracy 0.xxx"; runner: the failure
+MESSAGE = run_tags.MESSAGE  # trainer: "test accuracy 0.xxx"; runner: the failure
 CANCEL = "miniautoml.cancel_requested"
 MODEL_VERSION = "miniautoml.model_version"
 BACKEND = "miniautoml.backend"  # "ray" for a Ray Job (jobs/backends.py); absent: the local runner

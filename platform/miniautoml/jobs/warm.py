@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from miniautoml.config import PROJECT_ROOT
+from miniautoml.contract.trainer import TRAINER_MODULE, WARM_IMPORTS_ATTR
 from miniautoml.jobs.launch import LaunchSpec
 from miniautoml.processes import Command, Process, ProcessRef
 
@@ -43,13 +44,10 @@ log = logging.getLogger("miniautoml.jobs.warm")
 
 WARM_ENV = "MINIAUTOML_WARM_START"
 TRAINER = "trainer"  # the job record's key for the trainer process (a fork: named by the record)
-TRAINER_MODULE = "training_code.train"
-# What the job process and the trainer import before the run is RUNNING (and while training).
-PRELOAD = (
-    "mlflow.projects", "mlflow.projects.backend.local", "torch", "hydra", "pandas", "mlflow.pyfunc",
-    "miniautoml.adapters.git", TRAINER_MODULE, "training_code.tracking", "training_code.pyfunc",
-    "training_code.plots", "training_code.data", "training_code.engine", "training_code.model",
-)  # fmt: skip
+# What the job process and the trainer import before the run is RUNNING; then the trainer's own
+# lazy imports (its WARM_IMPORTS_ATTR).
+PRELOAD = ("mlflow.projects", "mlflow.projects.backend.local", "hydra", TRAINER_MODULE)
+_OUR_PACKAGES = (TRAINER_MODULE.partition(".")[0], __name__.partition(".")[0])  # their edits end warm starts
 _COMMAND_PYTHON = ("${MINIAUTOML_PYTHON:-python}", "$MINIAUTOML_PYTHON", "python")
 _SHELL_SPECIAL = set("$`\\\"|&;<>(){}*?[]~#\n")
 _loaded: dict[str, int] | None = None  # our modules' files and mtimes when preloaded
@@ -60,11 +58,11 @@ def enabled() -> bool:
 
 
 def _loaded_code() -> dict[str, int]:
-    """Our modules this process has loaded (training_code, miniautoml): file -> mtime."""
+    """Our modules this process has loaded (the trainer's, the platform's): file -> mtime."""
     found = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if path and name.partition(".")[0] in ("training_code", "miniautoml"):
+        if path and name.partition(".")[0] in _OUR_PACKAGES:
             with contextlib.suppress(OSError):
                 found[path] = os.stat(path).st_mtime_ns
     return found
@@ -76,6 +74,8 @@ def preload() -> bool:
     start = time.perf_counter()
     try:
         for name in PRELOAD:
+            importlib.import_module(name)
+        for name in getattr(sys.modules[TRAINER_MODULE], WARM_IMPORTS_ATTR, ()):
             importlib.import_module(name)
     except Exception as exc:  # e.g. a broken install: the cold path reports it per job
         log.warning("warm start off: importing the trainer failed: %s: %s", type(exc).__name__, exc)

