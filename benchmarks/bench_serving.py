@@ -55,7 +55,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from miniautoml.processes import free_port
+from miniautoml.processes import free_port, process_tree, stop_tree
 
 REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO / "data" / "clinc150"
@@ -299,13 +299,7 @@ class Running:
             return ""
 
     def family(self) -> list:
-        import psutil
-
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.proc.pid)
 
     def cpu_seconds(self) -> tuple[float, int]:
         """User + system CPU time of the server's processes so far, and their context switches."""
@@ -334,23 +328,7 @@ class Running:
                 "total_pss_mb": round(sum(pss) / mb, 1), "processes": len(rss)}
 
     def stop(self) -> None:
-        import psutil
-
-        try:
-            family = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            family = []
-        for p in family:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(family, timeout=20)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        stop_tree(self.family(), grace=20)
         self.proc.wait(timeout=20)
 
 

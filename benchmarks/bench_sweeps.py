@@ -80,14 +80,9 @@ def join_worker(gcs_address: str, temp_dir: str, log: Path) -> subprocess.Popen:
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """The worker node's processes only (never `ray stop`: it stops every Ray on the machine)."""
-    import psutil
+    from miniautoml.processes import process_tree, stop_tree
 
-    try:
-        parent = psutil.Process(proc.pid)
-        for p in [*parent.children(recursive=True), parent]:
-            p.kill()
-    except psutil.NoSuchProcess:
-        pass
+    stop_tree(process_tree(proc.pid), grace=0)
     proc.wait()
 
 

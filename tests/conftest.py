@@ -10,10 +10,13 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from miniautoml.processes import free_port
+from miniautoml.processes import free_port, process_tree, stop_tree
+from postgres_support import postgres_server  # noqa: F401  (the session fixture of the tests on PostgreSQL)
 
 import pytest
 
@@ -22,20 +25,38 @@ CLINC = REPO / "data" / "clinc150"
 BIN = Path(sys.executable).parent
 
 
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """The first truthy value `condition()` returns, polled every `interval` seconds; past
+    `timeout` seconds an AssertionError naming `what` and the last value. The tests' one poll loop:
+    a condition that sees the awaited thing can never come (a process that died) raises itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {value!r:.500})")
+        time.sleep(interval)
+
+
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     """Poll `url` until it answers (any HTTP status), or fail with what the process said."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{proc.args} exited with {proc.returncode} before {url} answered")
         try:
             urllib.request.urlopen(url, timeout=2).close()
-            return
         except urllib.error.HTTPError:
-            return
+            pass  # any status: the server answers
         except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+            return False
+        return True
+
+    wait_until(answers, timeout, f"{url} to answer", interval=0.1)
 
 
 @dataclass
@@ -200,18 +221,12 @@ def processes_of(workspace: Path) -> list[int]:
 
 def stop_job_processes(workspace: Path) -> None:
     """Teardown: stop the workspace's runners (their jobs end KILLED), then kill what is left."""
-    import signal as _signal
-
     from miniautoml.jobs import stop_runners
 
     try:
         stop_runners(job_settings(workspace), timeout=20)
     finally:
-        for pid in processes_of(workspace):
-            try:
-                os.kill(pid, _signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_tree([proc for pid in processes_of(workspace) for proc in process_tree(pid)], grace=0)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import BIN, free_port, job_env, wait_http
+
+from miniautoml.processes import process_tree, stop_tree
 
 
 @contextlib.contextmanager
@@ -29,14 +29,10 @@ def running_mlflow_server(root: Path, backend_store_uri: str) -> Iterator[str]:
         try:
             try:
                 wait_http(f"{url}/health", timeout=120, proc=proc)
-            except (RuntimeError, TimeoutError) as exc:
+            except (RuntimeError, AssertionError) as exc:
                 log.flush()
                 raise RuntimeError(f"{exc}\n--- server.log ---\n{log_path.read_text()[-3000:]}") from exc
             yield url
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_tree(process_tree(proc.pid), grace=20, group=proc.pid)
+            proc.wait()

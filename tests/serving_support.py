@@ -13,14 +13,15 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from conftest import wait_until
+
 from miniautoml.processes import free_port  # noqa: F401  (the serving tests import it from here)
+from miniautoml.processes import process_tree, stop_tree
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,18 +57,6 @@ def same_prediction(got: dict[str, Any], want: dict[str, Any]) -> bool:
         and set(got["scores"]) == set(want["scores"])
         and all(abs(got["scores"][k] - want["scores"][k]) <= SCORE_TOLERANCE for k in want["scores"])
     )
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,23 +241,7 @@ def start_server(argv: list[str], env: dict[str, str], log: Path, *, cwd: Path |
 
 def stop_process_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM the server and everything it started (BentoML workers run in their own sessions)."""
-    import psutil
-
-    try:
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = []
-    for p in family:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    stop_tree(process_tree(proc.pid), grace=timeout)
     proc.wait(timeout=timeout)
 
 

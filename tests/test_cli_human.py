@@ -46,7 +46,7 @@ def test_every_commands_help_ends_with_an_example_to_type(command: str):
     shown = subprocess.run([str(BIN / "miniautoml"), *command.split(), "--help"], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     example = shown.stdout.split("Example", 1)[-1]
-    assert "Example" in shown.stdout and f"$ miniautoml" in example, shown.stdout
+    assert "Example" in shown.stdout and "$ miniautoml" in example, shown.stdout
 
 
 @pytest.fixture

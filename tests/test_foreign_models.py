@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from serving_support import BIN, REPO, Server, clean_env, free_port, post, start_server, wait_until
+from conftest import wait_until
+from serving_support import BIN, REPO, Server, clean_env, free_port, post, start_server
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes
+from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes, wait_until
 
 from miniautoml.jobs import cancel_job, job_status, list_jobs, submit_job
 from miniautoml.jobs.runner import Runner
@@ -31,17 +30,6 @@ def job_record(workspace: Path, job_id: str) -> dict:
     import json
 
     return json.loads((job_settings(workspace).state_dir / "jobs" / f"{job_id}.json").read_text())
-
-
-def poll(what: str, check, timeout: float = 120.0, every: float = 0.2):
-    """`check()` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def trainer_pid(job_id: str, workspace: Path | None = None) -> int | None:
@@ -367,10 +355,10 @@ def recorded(ws: Path, job_id: str) -> bool:
 
 def kill_runner_mid_training(ws: Path, job_id: str) -> ProcessRef:
     """SIGKILL the runner of `job_id` once it trains; its `mlflow run` goes on alone."""
-    poll("the trainer to finish an epoch", lambda: training_started(ws, job_id))
+    wait_until(lambda: training_started(ws, job_id), 120, "the trainer to finish an epoch", interval=0.2)
     runner = runner_of(ws, job_id)
     os.kill(runner.pid, signal.SIGKILL)
-    poll("the runner to be gone", lambda: runner.alive() is False)
+    wait_until(lambda: runner.alive() is False, 120, "the runner to be gone", interval=0.2)
     return runner
 
 
@@ -392,7 +380,7 @@ def test_reading_jobs_after_a_sigkilled_runner_starts_a_runner_for_the_queue(
     read = job_cli(job_ws, "train", *(["status", second] if trigger == "status" else ["list"]))
     assert read.returncode == 0, read.stderr
 
-    poll("the queued job to be run", lambda: recorded(job_ws, second), timeout=240)
+    wait_until(lambda: recorded(job_ws, second), 240, "the queued job to be run", interval=0.2)
     assert mlflow_run(job_ws, second).info.status == "FINISHED"
     jobs = {job["job_id"]: job for job in job_cli(job_ws, "train", "list").json}
     assert jobs[second]["status"] == "succeed"
@@ -406,7 +394,7 @@ def test_job_that_ends_after_its_runner_died_shows_its_registered_version(job_ws
                      *LONG_JOB).json["job_id"]
     kill_runner_mid_training(job_ws, job_id)
     process = ProcessRef.decode(job_record(job_ws, job_id)["process"])
-    poll("the orphaned `mlflow run` to end", lambda: process.alive() is False, timeout=240)
+    wait_until(lambda: process.alive() is False, 240, "the orphaned `mlflow run` to end", interval=0.2)
     assert mlflow_run(job_ws, job_id).info.status == "FINISHED" and not recorded(job_ws, job_id)
 
     status = job_cli(job_ws, "train", "status", job_id).json
@@ -441,7 +429,7 @@ def running_jobs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
         jobs = {case: submit_job(settings, model_name="m", data_path=str(CLINC / "demo-part1.csv"),
                                  params={"epochs": "500", "patience": "0"}) for case in KILL_CASES}
         for job_id in jobs.values():
-            poll("the trainer to finish an epoch", lambda: training_started(ws, job_id), timeout=240)
+            wait_until(lambda: training_started(ws, job_id), 240, "the trainer to finish an epoch", interval=0.2)
         yield ws, jobs
     finally:
         stop_job_processes(ws)
@@ -449,7 +437,7 @@ def running_jobs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
 
 def test_sigkilled_trainer_ends_failure_and_killed(running_jobs):
     ws, jobs = running_jobs
-    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigkill"], ws)), signal.SIGKILL)
+    os.kill(wait_until(lambda: trainer_pid(jobs["sigkill"], ws), 120, "the trainer process", interval=0.2), signal.SIGKILL)
     result = job_cli(ws, "train", "wait", jobs["sigkill"], "--timeout", "120")
     assert result.returncode == 1
     assert result.json["status"] == "failure"
@@ -460,7 +448,7 @@ def test_sigkilled_trainer_ends_failure_and_killed(running_jobs):
 
 def test_sigtermed_trainer_ends_failure(running_jobs):
     ws, jobs = running_jobs
-    os.kill(poll("the trainer process", lambda: trainer_pid(jobs["sigterm"], ws)), signal.SIGTERM)
+    os.kill(wait_until(lambda: trainer_pid(jobs["sigterm"], ws), 120, "the trainer process", interval=0.2), signal.SIGTERM)
     result = job_cli(ws, "train", "wait", jobs["sigterm"], "--timeout", "120")
     assert result.json["status"] == "failure"
     assert result.json["message"].startswith("trainer killed by SIGTERM")
@@ -483,7 +471,7 @@ def test_status_fails_a_job_whose_runner_died(running_jobs):
     meta = job_status(job_settings(ws), jobs["runner"]).metadata
     os.kill(meta["runner"]["pid"], signal.SIGKILL)  # the runner and its job die, e.g. OOM killer
     os.killpg(meta["process"]["pid"], signal.SIGKILL)
-    poll("the job's processes to be gone", lambda: not ProcessRef(meta["process"]["pid"]).alive())
+    wait_until(lambda: not ProcessRef(meta["process"]["pid"]).alive(), 120, "the job's processes to be gone", interval=0.2)
     result = job_cli(ws, "train", "status", jobs["runner"])
     assert result.json["status"] == "failure"
     assert f"runner (pid {meta['runner']['pid']}) died while the job was running" in result.json["message"]

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from conftest import BIN, CLINC, csv_slice, job_cli, job_env, stop_job_processes
 from mlflow_server_support import running_mlflow_server
-from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
+from postgres_support import PostgresServer
 
 MODEL = "intent-on-postgres"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import wait_until
 
 from miniautoml import processes
 from miniautoml.processes import Command, Process, ProcessError, ProcessRef
@@ -30,10 +31,10 @@ def python(code: str, **env: str) -> Command:
 def wait_for_line(path: Path, text: str, timeout: float = 30.0, count: int = 1) -> None:
     """Until `path` holds `text` `count` times. Counted in the text, not by lines: processes
     printing to one file may write a line and its newline apart ("readyready\n\n" was seen)."""
-    deadline = time.monotonic() + timeout
-    while (path.read_text() if path.exists() else "").count(text) < count:
-        assert time.monotonic() < deadline, f"{count} x {text!r} not in {path}"
-        time.sleep(0.02)
+    def seen() -> bool:
+        return (path.read_text() if path.exists() else "").count(text) >= count
+
+    wait_until(seen, timeout, f"{count} x {text!r} in {path}", interval=0.02)
 
 
 def gone(pid: int) -> bool:
@@ -271,10 +272,29 @@ def test_cancel_reaches_grandchildren_in_the_group_and_in_sessions_of_their_own(
     assert os.getpgid(same) == proc.pid != os.getpgid(own)
 
     assert proc.cancel(grace=0.5) == "SIGKILL"
-    deadline = time.monotonic() + 5
-    while not (gone(same) and gone(own)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert gone(same) and gone(own)
+    wait_until(lambda: gone(same) and gone(own), 5, "both children to be gone")
+
+
+COOPERATIVE = "import time; print('ready', flush=True); time.sleep(300)"
+
+
+@pytest.mark.parametrize("child, ended_by", [(COOPERATIVE, "SIGTERM"), (STUBBORN, "SIGKILL")])
+def test_stop_tree_ends_a_tree_in_sessions_of_its_own(tmp_path: Path, cleanup, child: str, ended_by: str):
+    """What `cluster down` and the tests' teardowns use: every process signalled, no group."""
+    log = tmp_path / "tree.log"
+    code = (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True)\n"
+        "time.sleep(300)\n"
+    )
+    proc = processes.spawn(python(code), log=log)
+    cleanup.append(proc.pid)
+    wait_for_line(log, "ready")  # the child runs (and ignores SIGTERM, if it does)
+    procs = processes.process_tree(proc.pid)
+    cleanup.extend(p.pid for p in procs)
+    assert len(procs) == 2 and os.getsid(procs[1].pid) != os.getsid(proc.pid)
+    assert processes.stop_tree(procs, grace=1) == ended_by
+    assert all(gone(p.pid) for p in procs)
 
 
 def test_kill_group_ends_what_outlived_the_leader(tmp_path: Path, cleanup):
@@ -292,10 +312,7 @@ def test_kill_group_ends_what_outlived_the_leader(tmp_path: Path, cleanup):
     cleanup.append(child)
     assert not gone(child)
     proc.kill_group(signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while not gone(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert gone(child)
+    wait_until(lambda: gone(child), 5, "the leader's child to be gone")
 
 
 def test_exec_command_replaces_the_process(tmp_path: Path):

@@ -14,14 +14,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import BIN, CLINC, S3Server, csv_slice, job_cli
+from conftest import BIN, CLINC, S3Server, csv_slice, job_cli, wait_until
 from mlflow_server_support import running_mlflow_server
-from postgres_support import PostgresServer, postgres_server  # noqa: F401  (session fixture)
+from postgres_support import PostgresServer
 
 from miniautoml.jobs import backends
 from miniautoml.processes import Command, free_port, spawn
@@ -66,7 +65,7 @@ def test_submit_with_sqlite_to_a_remote_cluster_is_one_line_and_queues_nothing(t
 
 # --- a real 2-node cluster ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tracking_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
+def tracking_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):
     """`mlflow server` on a database of its own in the session's PostgreSQL."""
     root = tmp_path_factory.mktemp("ray-mlflow")
     postgres_server.psql("CREATE DATABASE ray_cluster", database="postgres")
@@ -120,11 +119,12 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory, tracking_server: str, s3
             argv += [f"--{name}", str(free_port())]
         worker = spawn(Command(argv, ws, {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"},
                                unset=("RAY_ADDRESS", "MLFLOW_RUN_ID")), log=root / "worker.log", name="ray worker")
-        deadline = time.monotonic() + 90  # the head's state API is the readiness check
-        while (status := job_cli(ws, "cluster", "status", env=env).json)["node_count"] < 2:
+        def joined() -> dict | None:  # the head's state API is the readiness check
             assert worker.running(), (root / "worker.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, f"the worker node never joined: {status}"
-            time.sleep(1)
+            status = job_cli(ws, "cluster", "status", env=env).json
+            return status if status["node_count"] >= 2 else None
+
+        status = wait_until(joined, 90, "the worker node to join", interval=1)
         yield SimpleNamespace(ws=ws, env=env, up=up.json, status=status, worker=worker, data=data, vhash=vhash,
                               local_bytes=local_bytes)
     finally:
@@ -152,12 +152,12 @@ def _submit(c: SimpleNamespace, *params: str, model: str = "intent") -> str:
 
 
 def _wait_running(c: SimpleNamespace, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while (status := job_cli(c.ws, "train", "status", job_id, env=c.env).json)["status"] != "running":
-        assert status["status"] in ("waiting", "launch"), status
-        assert time.monotonic() < deadline, f"job {job_id} never ran: {status}"
-        time.sleep(1)
-    return status
+    def running() -> dict | None:
+        status = job_cli(c.ws, "train", "status", job_id, env=c.env).json
+        assert status["status"] in ("waiting", "launch", "running"), status
+        return status if status["status"] == "running" else None
+
+    return wait_until(running, timeout, f"job {job_id} to run", interval=1)
 
 
 @pytest.mark.slow

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CLINC, csv_slice, job_cli, new_job_workspace
+from conftest import CLINC, csv_slice, job_cli, new_job_workspace, wait_until
 
 pytest.importorskip("ray.job_submission", reason="the `ray` extra is not installed")
 
@@ -88,10 +87,8 @@ def test_cancel_running_ray_job(ray_ws, slice_csv: Path):
     ws, _ = ray_ws
     job_id = job_cli(ws, "train", "submit", "--backend", "ray", "--data-path", str(slice_csv),
                      "--model-name", "long", *LONG_JOB).json["job_id"]
-    deadline = time.monotonic() + 90
-    while job_cli(ws, "train", "status", job_id).json["status"] != "running":
-        assert time.monotonic() < deadline, "the Ray job never ran"
-        time.sleep(1)
+    wait_until(lambda: job_cli(ws, "train", "status", job_id).json["status"] == "running", 90, "the Ray job to run",
+               interval=1)  # fmt: skip
     cancel = job_cli(ws, "train", "cancel", job_id)
     assert cancel.returncode == 0, cancel.stderr[-2000:]
     ended = job_cli(ws, "train", "wait", job_id, "--timeout", "60")

@@ -31,8 +31,8 @@ from serving_support import (
     run_schemathesis,
     start_server,
     trained_models,
-    wait_until,
 )
+from conftest import wait_until
 
 pytestmark = pytest.mark.slow
 

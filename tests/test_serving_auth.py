@@ -243,7 +243,8 @@ def test_the_openapi_document_declares_bearer_security_only_with_keys() -> None:
 # Slow: through a real `miniautoml serve` (bentoml serve)
 # --------------------------------------------------------------------------------------------
 
-from serving_support import BIN, TEXTS, Server, TrainedModels, clean_env, free_port, start_server, trained_models, wait_until  # noqa: E402
+from conftest import wait_until  # noqa: E402
+from serving_support import BIN, TEXTS, Server, TrainedModels, clean_env, free_port, start_server, trained_models  # noqa: E402
 
 KEY = "test-key-0123456789"
 

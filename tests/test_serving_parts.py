@@ -10,6 +10,7 @@ import asyncio
 import copy
 import gc
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -358,7 +359,8 @@ def test_tune_gc_sets_the_thresholds_asked_for() -> None:
         gc.set_threshold(*before)
 
 
-def test_gc_pauses_are_observed_by_generation() -> None:
+@pytest.mark.parametrize("generation", [0, 1, 2])
+def test_a_collection_is_observed_once_with_its_generation_and_pause(generation: int) -> None:
     observed: list[tuple[str, float]] = []
 
     class Histogram:
@@ -369,12 +371,23 @@ def test_gc_pauses_are_observed_by_generation() -> None:
 
             return Child()
 
+    cycles = [[] for _ in range(50_000)]  # garbage the collection takes a measurable time over
+    for item in cycles:
+        item.append(item)
+    del cycles, item
+    was_enabled = gc.isenabled()
+    gc.disable()  # no automatic collection in between: the one below is the only one observed
     callback = worker.observe_gc_pauses(Histogram())
     try:
-        gc.collect(2)
+        started = time.perf_counter()
+        gc.collect(generation)
+        wall = time.perf_counter() - started
     finally:
         gc.callbacks.remove(callback)
-    assert ("2", observed[-1][1]) == observed[-1] and observed[-1][1] >= 0
+        if was_enabled:
+            gc.enable()
+    [(label, seconds)] = observed
+    assert label == str(generation) and 0 < seconds <= wall
 
 
 def test_server_launch_is_a_process_command_the_cli_execs(tmp_path):

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -19,7 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import BIN, REPO, CliResult, free_port
+from conftest import BIN, REPO, CliResult, free_port, wait_until
+
+from miniautoml.processes import process_tree, stop_tree
 
 # Variables of the caller that would point the stack at other stores, ports or workspaces.
 STACK_ENV_DROP = (
@@ -56,21 +57,12 @@ def live(pid: int, create_time: float | None = None) -> bool:
         return False
 
 
-def wait_gone(pids: list[int], timeout: float = 15) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [pid for pid in pids if live(pid)]
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.05)
+def wait_gone(pids: list[int], timeout: float = 15) -> None:
+    wait_until(lambda: not [pid for pid in pids if live(pid)], timeout, f"processes {pids} to end")
 
 
 def tree(pid: int) -> list[int]:
-    try:
-        proc = psutil.Process(pid)
-        return [pid, *(c.pid for c in proc.children(recursive=True))]
-    except psutil.NoSuchProcess:
-        return []
+    return [proc.pid for proc in process_tree(pid)]
 
 
 def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
@@ -96,14 +88,9 @@ def teardown_stack(workspace: Path) -> None:
     procs = []
     for rec in records(workspace).values():
         if live(rec["pid"], rec.get("create_time")):
-            procs += [psutil.Process(pid) for pid in tree(rec["pid"])]
+            procs += process_tree(rec["pid"])
     stack_cli(workspace, "down", "--grace", "5", timeout=120)
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    stop_tree(procs, grace=0)
 
 
 @dataclass
@@ -197,7 +184,7 @@ def test_down_stops_every_process_it_started(stack_workspace: Path):
     down = stack_cli(stack_workspace, "down")
     assert down.returncode == 0, down.stderr
     assert down.json["services"]["mlflow"]["state"] == "stopped"
-    assert wait_gone(pids, timeout=5) == []
+    wait_gone(pids, timeout=5)
     assert records(stack_workspace) == {}
     assert stack_cli(stack_workspace, "status").json["running"] is False
     assert port_free(port)
@@ -295,7 +282,7 @@ def test_down_kills_what_ignores_sigterm_after_the_grace_period(stack_workspace:
         stopped = result.json["services"]["serve"]
         assert stopped["state"] == "stopped" and stopped["signal"] == "SIGKILL"
         stubborn.wait(timeout=10)
-        assert wait_gone(pids) == []
+        wait_gone(pids)
     finally:
         for pid in tree(stubborn.pid):
             with contextlib.suppress(ProcessLookupError):
@@ -426,7 +413,6 @@ def test_the_next_dataset_update_after_down_works(s3_session: S3Session):
 # --------------------------------------------------------------------------- prediction service
 
 
-@pytest.mark.skipif(not (REPO / "bentos" / "service.py").is_file(), reason="bentos/service.py not written yet")
 def test_up_runs_the_prediction_service(stack_workspace: Path):
     ports = {"mlflow": free_port(), "serve": free_port()}
     up = stack_cli(stack_workspace, "up", "--mlflow-port", str(ports["mlflow"]), "--serve-port", str(ports["serve"]))
@@ -438,4 +424,4 @@ def test_up_runs_the_prediction_service(stack_workspace: Path):
 
     pids = tree(serve["pid"])  # the BentoML arbiter and its worker(s)
     assert stack_cli(stack_workspace, "down").returncode == 0
-    assert wait_gone(pids, timeout=5) == []
+    wait_gone(pids, timeout=5)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, CLINC, csv_slice, job_cli, job_env, new_job_workspace, stop_job_processes
+from conftest import BIN, CLINC, csv_slice, job_cli, job_env, new_job_workspace, stop_job_processes, wait_until
 
 # lr searched; data.limit=1 leaves one label, which the trainer rejects at run time (exit 2):
 # with the sampler's seed 3 the second trial draws it, so one trial of the six fails.
@@ -111,10 +110,11 @@ def test_sigterm_cancels_running_trials_and_kills_the_parent(tmp_path: Path, mlf
         first = proc.stderr.readline()  # "sweep <id>: 4 trial(s); ..." once the parent run exists
         assert first.startswith("sweep "), first + proc.stderr.read()[-2000:]
         sweep_id = first.split()[1].rstrip(":")
-        deadline = time.monotonic() + 300
-        while not any(r.info.status == "RUNNING" for r in _children(ws, sweep_id)):
-            assert time.monotonic() < deadline and proc.poll() is None, "no trial started training"
-            time.sleep(0.5)
+        def training() -> bool:
+            assert proc.poll() is None, "the sweep ended before a trial trained: " + proc.stderr.read()[-2000:]
+            return any(r.info.status == "RUNNING" for r in _children(ws, sweep_id))
+
+        wait_until(training, 300, "a trial to start training", interval=0.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes
-from test_jobs import job_record, mlflow_run, poll
+from conftest import CLINC, csv_slice, job_cli, job_settings, new_job_workspace, stop_job_processes, wait_until
+from test_jobs import job_record, mlflow_run
 
 from miniautoml.config import PROJECT_ROOT
 from miniautoml.jobs.warm import TRAINER, trainer_args
@@ -133,7 +133,7 @@ def test_forked_jobs_keep_nothing_of_the_job_before(jobs: Jobs, tmp_path: Path):
 
 def test_a_runner_with_no_idle_time_exits_when_the_queue_is_empty(jobs: Jobs):
     runner = ProcessRef.decode(job_record(jobs.cold_ws, jobs.ids["cold"])["runner"])
-    poll("the cold runner to exit", lambda: runner.alive() is False, timeout=60)
+    wait_until(lambda: runner.alive() is False, 60, "the cold runner to exit", interval=0.2)
 
 
 @pytest.mark.parametrize("command, args", [

@@ -68,7 +68,7 @@ def _pinned_packages() -> list[str]:
 
     versions = bentoml_adapter.installed_versions(["torch", *PACKAGES])
     if "mlflow-skinny" not in versions:  # a full mlflow install provides the same modules
-        versions.update({"mlflow": v for k, v in bentoml_adapter.installed_versions(["mlflow"]).items()})
+        versions.update(bentoml_adapter.installed_versions(["mlflow"]))
     torch = versions.pop("torch", None)
     if torch is None:
         raise MiniAutoMLError("torch is not installed; it is needed to describe the bento's image")

@@ -32,8 +32,10 @@ from miniautoml.processes import (
     ProcessRef,
     free_port,
     http_ok,
+    process_tree,
     read_pidfile,
     spawn,
+    stop_tree,
     wait_ready,
     write_pidfile,
 )
@@ -217,13 +219,7 @@ def _stop_tree(record: dict[str, Any], grace: float = STOP_GRACE) -> None:
     own), SIGKILL what is left after `grace`; then remove the cluster's temp dir."""
     import psutil
 
-    procs: list[psutil.Process] = []
-    if _alive(record):
-        try:
-            head = psutil.Process(int(record["pid"]))
-            procs = [head, *head.children(recursive=True)]
-        except psutil.Error:
-            procs = []
+    procs = process_tree(int(record["pid"])) if _alive(record) else []
     temp_dir = str(record.get("temp_dir") or "")
     if temp_dir:  # anything of this cluster's that got re-parented (names its temp/session dir)
         mine = {p.pid for p in procs}
@@ -234,17 +230,7 @@ def _stop_tree(record: dict[str, Any], grace: float = STOP_GRACE) -> None:
                     procs.append(proc)
             except psutil.Error:
                 continue
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, left = psutil.wait_procs(procs, timeout=grace)
-    for proc in left:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=5)
+    if procs:
+        stop_tree(procs, grace, name="ray head")
     if temp_dir and Path(temp_dir).name.startswith("mam-ray-"):
         shutil.rmtree(temp_dir, ignore_errors=True)

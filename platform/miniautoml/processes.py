@@ -50,15 +50,6 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2 :].split()
 
 
-def start_ticks(pid: int) -> str:
-    """The process's start time in clock ticks since boot ("" where /proc is unavailable).
-
-    Exact and immune to changes of the system clock, unlike a start time in seconds since the epoch.
-    """
-    fields = _stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else ""
-
-
 @dataclass(frozen=True)
 class ProcessRef:
     """A process on a host: `pid` plus its start time, so a recycled pid is not mistaken for it."""
@@ -69,7 +60,10 @@ class ProcessRef:
 
     @classmethod
     def of(cls, pid: int) -> "ProcessRef":
-        return cls(pid=pid, start=start_ticks(pid), host=socket.gethostname())
+        """`pid` with its start in clock ticks since boot ("" without /proc): exact and immune to
+        changes of the system clock, unlike a start time in seconds since the epoch."""
+        fields = _stat_fields(pid)
+        return cls(pid=pid, start=fields[19] if fields and len(fields) > 19 else "", host=socket.gethostname())
 
     def encode(self) -> str:
         return f"{self.pid}:{self.start}:{self.host}"
@@ -218,51 +212,15 @@ class Process:
         """Stop the process: SIGTERM its group, then SIGKILL the group and every descendant left
         after `grace` seconds (descendants that moved to sessions of their own included).
         Returns "SIGTERM" or "SIGKILL" (what ended it), or "already-exited"."""
-        import psutil
-
-        try:
-            if not self.running():
-                return "already-exited"
-            leader = psutil.Process(self.pid)
-            procs = [leader, *leader.children(recursive=True)]  # before the leader exits and orphans them
-        except psutil.NoSuchProcess:
-            return "already-exited"
-        self._signal(leader, [leader], signal.SIGTERM)  # descendants get the leader's orderly shutdown first
-        if self._wait_gone(procs, grace):
-            return "SIGTERM"
-        self._signal(leader, procs, signal.SIGKILL)
-        if not self._wait_gone(procs, KILL_WAIT):
-            alive = [p.pid for p in procs if not _gone(p)]
-            raise ProcessError(f"{self.name}: processes {alive} survived SIGKILL")
-        return "SIGKILL"
+        procs = process_tree(self.pid) if self.running() else []  # before the leader exits and orphans them
+        # SIGTERM to the leader's group only: descendants get the leader's orderly shutdown first
+        return stop_tree(procs, grace, term=procs[:1], group=self.pid, name=self.name) if procs else "already-exited"
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         """Signal what is left of the group this process led, even after it exited (e.g. a trainer
         that outlived its `mlflow run`)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-
-    def _signal(self, leader: Any, procs: list, sig: int) -> None:
-        import psutil
-
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if os.getpgid(leader.pid) == leader.pid:
-                os.killpg(leader.pid, sig)
-        for proc in procs:
-            if not _gone(proc):
-                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    proc.send_signal(sig)  # psutil checks the pid still names the same process
-
-    def _wait_gone(self, procs: list, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.popen is not None:
-                self.popen.poll()  # reap our child: its exit code stays known
-            if all(_gone(p) for p in procs):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "Process | None":
@@ -292,6 +250,48 @@ def _same_command(live: list[str], recorded: list[str]) -> bool:
     interpreter in front of it (`.venv/bin/mlflow server` runs as `python3.11 .../mlflow server`)."""
     cut = len(live) - len(recorded)
     return live == recorded or (bool(recorded) and cut > 0 and live[cut:] == recorded)
+
+
+def process_tree(pid: int) -> list[Any]:
+    """`pid` and its descendants as psutil handles (a signal never reaches a reused pid); [] if gone."""
+    import psutil
+
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_tree(procs: Sequence[Any], grace: float = DEFAULT_GRACE, *, term: Sequence[Any] | None = None,
+              group: int | None = None, name: str = "processes") -> str:
+    """The one way a process tree is stopped: SIGTERM `term` (default: all `procs`) and the group
+    `group` leads, after `grace` s SIGKILL that group and what is left of `procs`. Returns what ended
+    them ("SIGTERM"/"SIGKILL"); ProcessError if any survive. Never reaps: a zombie counts as gone."""
+    import psutil
+
+    def send(targets: Sequence[Any], sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group is not None and os.getpgid(group) == group:
+                os.killpg(group, sig)
+        for proc in targets:
+            if not _gone(proc):
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    proc.send_signal(sig)
+
+    def all_gone(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not (done := all(_gone(p) for p in procs)) and time.monotonic() < deadline:
+            time.sleep(POLL)
+        return done
+
+    send(procs if term is None else term, signal.SIGTERM)
+    if all_gone(grace):
+        return "SIGTERM"
+    send(procs, signal.SIGKILL)
+    if not all_gone(KILL_WAIT):
+        raise ProcessError(f"{name}: processes {[p.pid for p in procs if not _gone(p)]} survived SIGKILL")
+    return "SIGKILL"
 
 
 def _gone(proc: Any) -> bool:

@@ -46,7 +46,7 @@ class LazyGroup(click.Group):
             raise  # a real import error inside it (or a missing dependency) is shown as such
         from miniautoml.cli.examples import attach
 
-        return attach(getattr(module, "commands")[name], name)
+        return attach(module.commands[name], name)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -94,7 +94,7 @@ def cancel_timeout_timers() -> bool:
         return False
     cls = timeout_middleware()
     if not getattr(cls, _CANCELS, False):
-        setattr(cls, "_miniautoml_original_call", cls.__call__)
+        cls._miniautoml_original_call = cls.__call__
         cls.__call__ = cancelling_call
         setattr(cls, _CANCELS, True)
     return True
