@@ -1,11 +1,10 @@
-"""One-line failure messages from a job's exit status and the tail of its stderr."""
+"""The most telling line of a job's stderr log (the failure message's tail, jobs/outcome.py)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from miniautoml.processes import signal_name
 from miniautoml.redact import redact_text
 
 _TAIL_BYTES = 64 * 1024
@@ -44,34 +43,3 @@ def last_error_line(stderr_path: str | Path | None) -> str:
 def _clip(line: str, limit: int = 500) -> str:
     line = redact_text(line.strip())  # the line becomes the run's message tag
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def failure_message(
-    returncode: int | None,
-    stderr_path: str | Path | None,
-    *,
-    cancelled: bool = False,
-    trainer_status: int | None = None,
-) -> str:
-    """One line on how a job failed.
-
-    `returncode` is `mlflow run`'s (negative: the job's process group got a signal);
-    `trainer_status` is the shell status of the trainer itself (128+N: killed by signal N), None
-    when the trainer never started. Without a returncode, just the last telling stderr line.
-    """
-    last = last_error_line(stderr_path)
-    if returncode is None:
-        return last
-    if cancelled:
-        return "cancelled by user"
-    if returncode < 0:
-        head, sep = f"job killed by {signal_name(returncode)}", "; last stderr line: "
-    elif trainer_status is not None and trainer_status > 128:
-        head, sep = f"trainer killed by {signal_name(128 - trainer_status)}", "; last stderr line: "
-    elif trainer_status is not None and trainer_status > 0:
-        head, sep = f"training failed (trainer exit code {trainer_status})", ": "
-    elif trainer_status == 0:
-        head, sep = f"mlflow run failed after the trainer succeeded (exit code {returncode})", ": "
-    else:  # the trainer never started (or the MLproject did not use the runner's wrapper)
-        head, sep = f"mlflow run failed (exit code {returncode})", ": "
-    return f"{head}{sep}{last}" if last else head

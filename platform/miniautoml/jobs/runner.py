@@ -16,21 +16,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
-import sys
 import time
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from miniautoml.config import PROJECT_ROOT, Settings
+from miniautoml.config import Settings
 from miniautoml.errors import MiniAutoMLError
+from miniautoml.jobs import finish, store, warm
 from miniautoml.jobs import slots as slots_mod
-from miniautoml.jobs import store, warm
-from miniautoml.jobs.launch import child_command, launch_command, launch_spec, read_status, trainer_wrapper
-from miniautoml.jobs.messages import failure_message
-from miniautoml.jobs.slots import acquire_slot, free_slot, max_runners, release_slot
-from miniautoml.processes import Process, ProcessRef, spawn
+from miniautoml.jobs.backends.local import LocalBackend, claim_abandoned, ensure_runner, spawn_runner
+from miniautoml.jobs.launch import child_command, launch_command
+from miniautoml.jobs.slots import acquire_slot, max_runners, release_slot
+from miniautoml.processes import Process, ProcessRef
 from miniautoml.redact import redact_text
 
 if TYPE_CHECKING:
@@ -47,32 +44,13 @@ __all__ = ["Runner", "ensure_runner", "launch_command", "main", "spawn_runner"]
 _child_command = child_command  # the names tests and older callers use
 
 
-def spawn_runner(settings: Settings) -> int:
-    """Start a detached runner process for the workspace (a session of its own: it survives the
-    submitting shell's Ctrl-C and exit); returns its pid."""
-    argv = [sys.executable, "-m", "miniautoml.jobs", "runner", "--workspace", str(settings.workspace)]
-    return spawn(child_command(settings, argv, settings.workspace), log=store.logs_dir(settings) / "runner.log").pid
-
-
-def ensure_runner(settings: Settings) -> int | None:
-    """Wake idle runners and spawn one if a slot is free (jobs may be waiting). Returns the new
-    pid or None."""
-    count = max_runners(settings)
-    if count == 0:
-        return None
-    slots_mod.wake_runners(settings)
-    if not free_slot(settings, count):
-        return None
-    return spawn_runner(settings)
-
-
 class Runner:
     def __init__(self, settings: Settings):
         from miniautoml.adapters import mlflow as mlflow_adapter
 
         self.settings = settings
-        self.wrapper = trainer_wrapper(settings)
         self.client: MlflowClient = mlflow_adapter.client(settings)
+        self.backend = LocalBackend(settings, self.client)
         self.experiment_id = mlflow_adapter.ensure_experiment(settings)
         self.me = ProcessRef.of(os.getpid())
         self.stop_signal: int | None = None
@@ -121,68 +99,37 @@ class Runner:
 
     def follow(self, run: "Run") -> str:
         """Wait for a job launched by another (dead) runner, honouring cancel and stop like
-        `run_job`, then finalise it. Returns the MLflow status."""
+        `run_job`, then record its end. Returns the MLflow status."""
         run_id = run.info.run_id
-        record = store.read_record(self.settings, run_id)
-        ref = ProcessRef.decode(record.get(store.PROCESS))
-        stopped_by_runner = False
+        ref = ProcessRef.decode(store.read_record(self.settings, run_id).get(store.PROCESS))
+        stopped = False
         if ref is not None and ref.alive() is True:  # seen alive: its group id is not yet anyone else's
-            stopped_by_runner = self._watch(run_id, Process(ref, name=f"job {run_id}"))
-        logs = store.logs_dir(self.settings)
-        shutil.rmtree(logs / f"{run_id}.storage", ignore_errors=True)
-        status_file = logs / f"{run_id}.exit"
-        trainer_status = read_status(status_file)
-        status_file.unlink(missing_ok=True)
-        # `mlflow run`'s own exit code died with its runner: FINISHED means it exited 0.
-        mlflow_status = self.client.get_run(run_id).info.status
-        rc = 0 if mlflow_status == "FINISHED" and not stopped_by_runner else 1
-        err_path = Path(record.get(store.LOG_STDERR) or logs / f"{run_id}.err.log")
-        return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
+            stopped = self._watch(run_id, Process(ref, name=f"job {run_id}"))
+        return self.backend.record_end(run_id, self.backend.exit_of(run_id, stopped_by=self._stopped_by(stopped)))
 
     # -- one job -------------------------------------------------------------------------------
     def run_job(self, run: "Run") -> str:
         """Launch one claimed job, wait for it, leave it terminal. Returns the MLflow status."""
         run_id = run.info.run_id
-        logs = store.logs_dir(self.settings)
-        out_path, err_path = logs / f"{run_id}.out.log", logs / f"{run_id}.err.log"
-        storage = logs / f"{run_id}.storage"
-        status_file = logs / f"{run_id}.exit"
-        status_file.unlink(missing_ok=True)
         try:
-            spec = launch_spec(run, storage)
+            launch = self.backend.prepare(run)
         except MiniAutoMLError as exc:  # e.g. its algorithm's declaration was removed since submit
             return self.fail(run_id, f"could not launch: {exc}")
-        command = child_command(
-            self.settings, spec.argv(), PROJECT_ROOT,
-            MINIAUTOML_PYTHON=str(self.wrapper), MINIAUTOML_REAL_PYTHON=sys.executable,
-            MINIAUTOML_EXIT_FILE=str(status_file), MINIAUTOML_JOB_ID=run_id,
-        )  # fmt: skip
-        warm_start = warm.ready()
-        log.info("job %s (%s): %s", run_id, "warm" if warm_start else "cold", redact_text(" ".join(command.argv)))
+        log.info("job %s (%s): %s", run_id, "warm" if launch.warm else "cold", redact_text(" ".join(launch.command.argv)))
         if self._cancel_requested(run_id):
             return self.fail(run_id, "cancelled before launch", "KILLED")
-        out_path.unlink(missing_ok=True)
-        err_path.unlink(missing_ok=True)
+        held = [fd for fd in (self.wake_fd, self.slot.fileno() if self.slot else None) if fd is not None]
         try:
-            if warm_start:
-                held = [fd for fd in (self.wake_fd, self.slot.fileno() if self.slot else None) if fd is not None]
-                job = warm.start_job(spec, command, out_path, err_path, close_fds=held,
-                                     on_trainer=lambda ref: self._record(run_id, **{warm.TRAINER: ref.encode()}),
-                                     name=f"job {run_id}")  # fmt: skip
-            else:
-                job = spawn(command, log=out_path, err_log=err_path, name=f"job {run_id}")
+            job = self.backend.start(launch, close_fds=held)
         except OSError as exc:
             return self.fail(run_id, f"could not start mlflow run: {exc}")
-        self._record(run_id, **{
-            store.PROCESS: job.ref.encode(), store.LOG_STDOUT: str(out_path), store.LOG_STDERR: str(err_path),
-        })  # fmt: skip
-        stopped_by_runner = self._watch(run_id, job)
-        rc = job.returncode
-        assert rc is not None  # our child, waited for
-        shutil.rmtree(storage, ignore_errors=True)
-        trainer_status = read_status(status_file)
-        status_file.unlink(missing_ok=True)
-        return self.finalise(run_id, rc, err_path, stopped_by_runner, trainer_status)
+        stopped = self._watch(run_id, job)
+        assert job.returncode is not None  # our child, waited for
+        exit = self.backend.exit_of(run_id, job.returncode, self._stopped_by(stopped))
+        return self.backend.record_end(run_id, exit)
+
+    def _stopped_by(self, stopped: bool) -> int | None:
+        return (self.stop_signal or signal.SIGTERM) if stopped else None
 
     def _watch(self, run_id: str, job: Process) -> bool:
         """Wait for the job's `mlflow run` to end; stop its process group (SIGTERM, SIGKILL after a
@@ -203,57 +150,6 @@ class Runner:
         job.kill_group(signal.SIGKILL)  # a trainer outliving its `mlflow run`
         return stopped_by_runner
 
-    def finalise(
-        self, run_id: str, rc: int, err_path: Path, stopped_by_runner: bool = False, trainer_status: int | None = None
-    ) -> str:
-        run = self.client.get_run(run_id)
-        tags = run.data.tags
-        status = run.info.status
-        cancelled = tags.get(store.CANCEL) == "1"
-        final: dict[str, str] = {store.EXIT_CODE: str(rc if trainer_status is None else trainer_status)}
-        if rc == 0 and status in ("FINISHED", "RUNNING", "SCHEDULED") and not cancelled:
-            if status != "FINISHED":
-                self.client.set_terminated(run_id, "FINISHED")
-            model_name = tags.get(store.MODEL_NAME)
-            if model_name:  # the trainer registers the model; the job record names the version
-                from miniautoml import registry
-
-                try:
-                    version = registry.registered_version(self.settings, run_id, model_name)
-                except Exception as exc:  # the job's contract includes the registered model
-                    log.exception("job %s: reading the model version failed", run_id)
-                    version, problem = None, f"could not read the registered version of {model_name!r}: {exc}"
-                else:
-                    problem = f"training finished but registered no version of model {model_name!r}"
-                if version is not None:
-                    final[store.MODEL_VERSION] = version.version
-                else:
-                    final[store.MESSAGE] = problem
-                    self.client.set_terminated(run_id, "FAILED")
-            status = "FINISHED" if store.MESSAGE not in final else "FAILED"
-        else:
-            if stopped_by_runner:
-                message = f"runner stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name} while the job ran"
-            else:
-                message = failure_message(rc, err_path, cancelled=cancelled, trainer_status=trainer_status)
-            killed = cancelled or stopped_by_runner or rc < 0 or (trainer_status or 0) > 128
-            target = "KILLED" if killed else "FAILED"
-            if status != target:
-                self.client.set_terminated(run_id, target)
-            final[store.MESSAGE] = message
-            status = target
-        self._attach_logs(run_id, err_path)
-        store.log_record(self.settings, self.client, run_id, exit_code=rc, trainer_status=trainer_status)
-        final[store.STATE] = store.STATE_DONE
-        store.set_tags(self.client, run_id, final)
-        log.info("job %s: %s (exit code %s)", run_id, status, rc)
-        return status
-
-    def _record(self, run_id: str, **fields: str) -> None:
-        """Add to the job's record; locked, as a warm job's own process writes to it too."""
-        with store.queue_lock(self.settings):
-            store.update_record(self.settings, run_id, **fields)
-
     def _cancel_requested(self, run_id: str) -> bool:
         try:
             return self.client.get_run(run_id).data.tags.get(store.CANCEL) == "1"
@@ -263,20 +159,7 @@ class Runner:
 
     def fail(self, run_id: str, message: str, status: str = "FAILED") -> str:
         """End a job for a reason of the runner's own (not the trainer's)."""
-        log.warning("job %s: %s", run_id, message)
-        store.set_tags(self.client, run_id, {store.MESSAGE: message, store.STATE: store.STATE_DONE})
-        self.client.set_terminated(run_id, status)
-        store.log_record(self.settings, self.client, run_id)
-        return status
-
-    def _attach_logs(self, run_id: str, err_path: Path) -> None:
-        """Keep the job's output with the run (artifact `job_logs/`), best effort."""
-        for path in (err_path.with_name(err_path.name.replace(".err.", ".out.")), err_path):
-            try:
-                if path.is_file() and path.stat().st_size:
-                    self.client.log_artifact(run_id, str(path), "job_logs")
-            except Exception as exc:  # logs are a convenience; never fail the job for them
-                log.warning("job %s: could not upload %s: %s", run_id, path.name, exc)
+        return finish.fail(self.settings, self.client, run_id, message, status)
 
     # -- loop ----------------------------------------------------------------------------------
     def serve(self, slots: int) -> int:
@@ -341,26 +224,6 @@ class Runner:
             if self.stop_signal is None and store.queued(self.client, self.experiment_id):
                 return True
         return False
-
-
-def claim_abandoned(settings: Settings, client: "MlflowClient", run_id: str, me: ProcessRef) -> "Run | None":
-    """Make `me` the runner of a job whose runner died; None if it is not abandoned (any more)."""
-    with store.queue_lock(settings):
-        run = client.get_run(run_id)
-        if not store.abandoned(settings, run):
-            return None
-        store.update_record(settings, run_id, **{store.RUNNER: me.encode()})
-        return run
-
-
-def finalise_abandoned(settings: Settings, run: "Run") -> "Run":
-    """Record the end of a job that ended after its runner died (its model version, exit code,
-    message), here and now, as its runner would have. Returns the run as it is then."""
-    runner = Runner(settings)
-    claimed = claim_abandoned(settings, runner.client, run.info.run_id, runner.me)
-    if claimed is not None:
-        runner.follow(claimed)
-    return runner.client.get_run(run.info.run_id)
 
 
 def main(settings: Settings, slots: int | None = None) -> int:

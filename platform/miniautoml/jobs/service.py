@@ -15,10 +15,9 @@ from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError, UserInputError
 from miniautoml.jobs import runner as runner_mod
 from miniautoml.jobs import slots as slots_mod
-from miniautoml.jobs import store
+from miniautoml.jobs import outcome, store
 from miniautoml.jobs.requests import build_request
 from miniautoml.jobs.store import JobStatus
-from miniautoml.processes import ProcessRef
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,7 +62,7 @@ def submit_job(
     """Queue a training job; returns its id (= MLflow run id). Nothing is queued on bad input.
 
     With `start_runner`, a detached runner is spawned if a runner slot is free. `backend`
-    (jobs/backends.py): `local` (the runner) or `ray` (a Ray Job, submitted here). `extra_tags`
+    (jobs/backends/): `local` (the runner) or `ray` (a Ray Job, submitted here). `extra_tags`
     go on the job's run when it is created (a sweep's `mlflow.parentRunId`); without `register`
     the trainer registers no model version (no model name is handed to it).
     """
@@ -101,7 +100,7 @@ def submit_job(
         run = client.create_run(experiment_id, tags=tags, run_name=f"training job {number}")
         client.update_run(run.info.run_id, status="SCHEDULED")
     if ray is not None:
-        backends.submit(settings, client, ray, client.get_run(run.info.run_id))
+        ray.submit(client.get_run(run.info.run_id))
     if slots:
         runner_mod.ensure_runner(settings)
     return run.info.run_id
@@ -112,19 +111,11 @@ def _reconciled(settings: Settings, client: "MlflowClient", job_id: str):
 
 
 def _reconcile(settings: Settings, client: "MlflowClient", run):  # type: ignore[no-untyped-def]
-    """The run with what a dead runner left unrecorded recorded: a job that died with its runner
-    is marked failed; one that ended on its own after its runner died is finalised (model
-    version, exit code) here. One still training after its runner died needs a runner.
-    A Ray job is brought up to date with Ray (jobs/backends.py)."""
-    if run.data.tags.get(store.BACKEND):
-        from miniautoml.jobs import backends
+    """The run brought up to date by its backend (jobs/backends/): what a dead local runner left
+    unrecorded recorded, a Ray job's end once Ray reports it."""
+    from miniautoml.jobs import backends
 
-        return backends.reconcile(settings, client, run)
-    if store.orphaned(settings, run):
-        return store.mark_orphan_failed(settings, client, run)
-    if store.abandoned(settings, run) and run.info.status in store.MLFLOW_TERMINAL and not store.job_process_alive(settings, run):
-        return runner_mod.finalise_abandoned(settings, run)
-    return run
+    return backends.for_run(settings, run, client).status(run)
 
 
 def _needs_runner(settings: Settings, run) -> bool:  # type: ignore[no-untyped-def]
@@ -137,8 +128,8 @@ def _status(settings: Settings, run, queue=None) -> JobStatus:  # type: ignore[n
     """The job's status, with how it runs here (processes, logs) from its local record."""
     record = store.read_record(settings, run.info.run_id)
     job = store.derive_status(run, queue, record)
-    if job.status == store.LAUNCH and record.get("ray_status") == "RUNNING":
-        job.status, job.message = store.RUNNING, "starting the trainer on Ray"  # Ray RUNNING -> running
+    if outcome.ray_phase(record.get("ray_status") or "", job.status) != job.status:
+        job.status, job.message = store.RUNNING, "starting the trainer on Ray"
     return job
 
 
@@ -245,11 +236,11 @@ def cancel_job(settings: Settings, job_id: str) -> JobStatus:
             store.set_tags(client, job_id, {store.MESSAGE: "cancelled before launch", store.STATE: store.STATE_DONE})
             client.set_terminated(job_id, "KILLED")
             return _status(settings, client.get_run(job_id))
-    # Read the record after tagging: a runner that launched the job after our first read either
-    # saw the tag, or recorded the process before we look here.
-    process = ProcessRef.decode(store.read_record(settings, job_id).get(store.PROCESS))
-    if process is not None:
-        process.kill_group()  # here and now; a runner on another host stops it on its next poll
+    # The record is read after tagging: a runner that launched the job after our first read
+    # either saw the tag, or recorded the process before the backend looks.
+    from miniautoml.jobs.backends import LocalBackend
+
+    LocalBackend(settings, client).cancel(job_id)
     return _status(settings, client.get_run(job_id))
 
 
@@ -262,7 +253,7 @@ def _cancel_ray(settings: Settings, client: "MlflowClient", job_id: str) -> JobS
     if job.terminal:
         raise UserInputError(f"job {job_id} already ended ({job.status}); nothing to cancel")
     store.set_tags(client, job_id, {store.CANCEL: "1"})
-    backends.RayBackend.connect(settings, store.read_record(settings, job_id).get("ray_address")).cancel(job_id)
+    backends.RayBackend.of_job(settings, job_id, client).cancel(job_id)
     return _status(settings, client.get_run(job_id))
 
 
@@ -271,14 +262,7 @@ def job_logs(settings: Settings, job_id: str) -> str:
     from miniautoml.jobs import backends
 
     client, _ = _client(settings)
-    run = store.get_job_run(client, job_id)
-    if backends.backend_of(run) == backends.RAY:
-        address = store.read_record(settings, job_id).get("ray_address")
-        try:
-            return backends.RayBackend.connect(settings, address).logs(job_id)
-        except UserInputError:
-            pass  # the cluster is gone: what was saved when the job ended
-    return backends.local_logs(settings, job_id)
+    return backends.for_run(settings, store.get_job_run(client, job_id), client).logs(job_id)
 
 
 def stop_runners(settings: Settings, timeout: float = 30.0) -> list[int]:

@@ -1,5 +1,5 @@
 """What a Ray job's node gets: exactly what the job names, in one Ray `working_dir` package, never a
-path of the submitting machine (jobs/backends.py submits it).
+path of the submitting machine (jobs/backends/ray.py submits it).
 
 - The training code as it is here: MLproject, training_code/, params/ and platform/miniautoml/
   (put on the node's PYTHONPATH ahead of any installed copy), with the checkout's code tags

@@ -24,6 +24,7 @@ from miniautoml.contract import tags as run_tags
 from miniautoml.locks import file_lock
 from miniautoml.errors import NotFoundError
 from miniautoml.ids import RUN_ID_RE
+from miniautoml.jobs import outcome
 from miniautoml.processes import ProcessRef
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ EXIT_CODE = "miniautoml.exit_code"
 MESSAGE = run_tags.MESSAGE  # trainer: "test accuracy 0.xxx"; runner: the failure
 CANCEL = "miniautoml.cancel_requested"
 MODEL_VERSION = "miniautoml.model_version"
-BACKEND = "miniautoml.backend"  # "ray" for a Ray Job (jobs/backends.py); absent: the local runner
+BACKEND = "miniautoml.backend"  # "ray" for a Ray Job (jobs/backends/); absent: the local runner
 NUMBER = "miniautoml.job_number"  # N of "training job N": the FIFO order (numbered under the queue lock)
 
 # --- the local job record (keys) --------------------------------------------------------------
@@ -58,10 +59,9 @@ RECORD_ARTIFACT = "job-runner.json"  # the record, logged with the run at its en
 STATE_LAUNCH = "launch"
 STATE_DONE = "done"
 
-# --- statuses ---------------------------------------------------------------------------------
-QUEUING, LAUNCH, RUNNING, SUCCEED, FAILURE = "queuing", "launch", "running", "succeed", "failure"
-TERMINAL = (SUCCEED, FAILURE)
-MLFLOW_TERMINAL = ("FINISHED", "FAILED", "KILLED")
+# --- statuses (the state machine: jobs/outcome.py) --------------------------------------------
+QUEUING, LAUNCH, RUNNING, SUCCEED, FAILURE = outcome.QUEUING, outcome.LAUNCH, outcome.RUNNING, outcome.SUCCEED, outcome.FAILURE
+TERMINAL, MLFLOW_TERMINAL = outcome.TERMINAL, outcome.MLFLOW_TERMINAL
 
 JOB_FILTER = f"tags.`{KIND}` = '{KIND_JOB}'"
 
@@ -236,29 +236,14 @@ def _proc(text: str | None) -> dict[str, Any] | None:
 
 
 def derive_status(run: "Run", queue: list["Run"] | None = None, record: dict[str, Any] | None = None) -> JobStatus:
-    """MLflow status + tags -> the book's status. SCHEDULED: queuing, or launch once a runner
-    claimed it; RUNNING: running; FINISHED: succeed; FAILED/KILLED: failure."""
+    """MLflow status + tags -> the book's status (outcome.phase); `queue` gives a queuing job's place."""
     info, tags = run.info, run.data.tags
+    status = outcome.phase(info.status, tags.get(STATE) == STATE_LAUNCH)
     position = None
-    if info.status == "SCHEDULED":
-        if tags.get(STATE) == STATE_LAUNCH:
-            status, message = LAUNCH, "launching the trainer"
-        else:
-            status = QUEUING
-            ids = [r.info.run_id for r in queue or []]
-            position = ids.index(info.run_id) if info.run_id in ids else None
-            message = (
-                "waiting for a runner" if position is None
-                else f"{position} job(s) ahead" if position else "next to launch"
-            )
-    elif info.status == "RUNNING":
-        status, message = RUNNING, tags.get(MESSAGE) or "training"
-    elif info.status == "FINISHED":
-        status, message = SUCCEED, tags.get(MESSAGE) or "finished"
-    else:
-        status = FAILURE
-        message = tags.get(MESSAGE) or ("killed" if info.status == "KILLED" else "failed")
-    return JobStatus(job_id=info.run_id, status=status, message=message,
+    if status == QUEUING:
+        ids = [r.info.run_id for r in queue or []]
+        position = ids.index(info.run_id) if info.run_id in ids else None
+    return JobStatus(job_id=info.run_id, status=status, message=outcome.describe(status, info.status, tags.get(MESSAGE), position),
                      position_in_queue=position, metadata=metadata(run, record))
 
 
@@ -270,7 +255,7 @@ def finalised(settings: Settings, run: "Run") -> bool:
         return False
     if run.data.tags.get(STATE) == STATE_DONE:
         return True
-    if run.data.tags.get(BACKEND):  # a Ray job: done once its end is recorded (jobs/backends.py)
+    if run.data.tags.get(BACKEND):  # a Ray job: done once its end is recorded (jobs/backends/ray.py)
         return False
     runner = ProcessRef.decode(read_record(settings, run.info.run_id).get(RUNNER))
     return runner is None or runner.alive() is None
@@ -308,18 +293,12 @@ def orphaned(settings: Settings, run: "Run") -> bool:
 
 def mark_orphan_failed(settings: Settings, client: "MlflowClient", run: "Run") -> "Run":
     """Terminal status for a job whose processes died without reporting (e.g. SIGKILLed runner)."""
-    from miniautoml.jobs.messages import failure_message
+    from miniautoml.jobs.messages import last_error_line
 
-    tags, record = run.data.tags, read_record(settings, run.info.run_id)
+    record = read_record(settings, run.info.run_id)
     runner = ProcessRef.decode(record.get(RUNNER))
-    if tags.get(CANCEL) == "1":
-        message, target = "cancelled by user", "KILLED"
-    else:
-        where = "before the trainer started" if run.info.status == "SCHEDULED" else "while the job was running"
-        message, target = f"the job's runner (pid {runner.pid if runner else '?'}) died {where}", "FAILED"
-        detail = failure_message(None, record.get(LOG_STDERR))
-        if detail:
-            message += f"; last stderr line: {detail}"
+    message, target = outcome.orphan_message(runner.pid if runner else None, run.info.status != "SCHEDULED",
+                                             run.data.tags.get(CANCEL) == "1", last_error_line(record.get(LOG_STDERR)))
     set_tags(client, run.info.run_id, {MESSAGE: message, STATE: STATE_DONE})
     client.set_terminated(run.info.run_id, target)
     log_record(settings, client, run.info.run_id)
