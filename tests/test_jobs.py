@@ -34,7 +34,8 @@ def job_record(workspace: Path, job_id: str) -> dict:
 
 def trainer_pid(job_id: str, workspace: Path | None = None) -> int | None:
     """The `python -m training_code.train` process of a job: named in its record when the runner
-    forked it (warm start), else the process the runner tags MINIAUTOML_JOB_ID (cold start)."""
+    forked it (warm start), else `miniautoml trainer <job id>` in ps, or before it named itself
+    the process the runner tags MINIAUTOML_JOB_ID (cold start)."""
     if workspace is not None:
         ref = ProcessRef.decode(job_record(workspace, job_id).get("trainer"))
         if ref is not None:
@@ -47,6 +48,8 @@ def trainer_pid(job_id: str, workspace: Path | None = None) -> int | None:
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
+        if cmd[0] == f"miniautoml trainer {job_id}".encode():  # named itself (setproctitle)
+            return int(entry.name)
         if b"training_code.train" in cmd and f"MINIAUTOML_JOB_ID={job_id}".encode() in env and b"-m" in cmd[:2]:
             return int(entry.name)
     return None

@@ -311,5 +311,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     _hydra_main()
 
 
+def _name_process() -> None:
+    """`miniautoml trainer <job id>` in ps (the job's run id), so an operator finds the right one
+    to kill; a warm trainer would show as its runner. The environment stays readable (SPT_NOENV)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    os.environ.setdefault("SPT_NOENV", "1")
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # a Ray node's environment without it: the trainer runs unnamed
+        return
+    setproctitle(f"miniautoml trainer {run_id}")
+
+
 if __name__ == "__main__":
+    _name_process()
     main()

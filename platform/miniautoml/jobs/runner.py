@@ -28,6 +28,7 @@ from miniautoml.jobs.backends.local import LocalBackend, claim_abandoned, ensure
 from miniautoml.jobs.launch import child_command, launch_command
 from miniautoml.jobs.slots import acquire_slot, max_runners, release_slot
 from miniautoml.processes import Process, ProcessRef
+from miniautoml.proctitle import set_title
 from miniautoml.redact import redact_text
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ class Runner:
 def main(settings: Settings, slots: int | None = None) -> int:
     """Entry of `python -m miniautoml.jobs runner`: drain the queue, wait idle a while, exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner[%(process)d] %(levelname)s %(message)s")
+    set_title(f"miniautoml runner {settings.workspace}")
     slots = slots if slots is not None else max(1, max_runners(settings))
     # The slot first: until a runner holds it, `submit`/`wait` see it free and spawn more runners.
     slot = acquire_slot(settings, slots)

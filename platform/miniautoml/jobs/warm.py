@@ -39,6 +39,7 @@ from miniautoml.config import PROJECT_ROOT
 from miniautoml.contract.trainer import TRAINER_MODULE, WARM_IMPORTS_ATTR
 from miniautoml.jobs.launch import LaunchSpec
 from miniautoml.processes import Command, Process, ProcessRef
+from miniautoml.proctitle import set_title
 
 log = logging.getLogger("miniautoml.jobs.warm")
 
@@ -119,6 +120,7 @@ def start_job(
         code = 1
         try:
             _become_job(out_path, err_path, list(close_fds), env, cwd)
+            set_title(f"miniautoml job {spec.run_id}")  # else it shows as the runner in ps
             code = _run_project(spec, on_trainer)
         except BaseException:  # noqa: BLE001 - like an uncaught error in `mlflow run`
             traceback.print_exc()
