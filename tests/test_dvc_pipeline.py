@@ -1,7 +1,8 @@
 """`dvc repro` runs dvc.yaml: prepare the snapshot, train it through the job service.
 
-The workspace is a checkout as the pipeline expects one: dvc.yaml, MLproject, params/ and
-training_code/ beside the datasets (the trainer itself runs from this repository's copy).
+The workspace is a checkout as the pipeline expects one: dvc.yaml, params.yaml, MLproject, params/
+and training_code/ beside the datasets (the trainer itself runs from this repository's copy).
+A fresh clone (the same files, no dataset yet) shows what a DVC user meets first.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import yaml
 
 from conftest import BIN, REPO, run_cli
 
-# Hydra configs every training run composes (params/pipeline.yaml is the pipeline's own;
-# params/algorithms/ holds the algorithms' declarations, a directory dependency of the train stage).
-HYDRA_CONFIGS = sorted(
-    str(p.relative_to(REPO)) for p in (REPO / "params").rglob("*.yaml")
-    if p.name != "pipeline.yaml" and p.parent.name != "algorithms"
-)
+# Hydra configs every training run composes (params/algorithms/ holds the algorithms'
+# declarations, a directory dependency of the train stage).
+HYDRA_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "params").rglob("*.yaml") if p.parent.name != "algorithms")
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", "MLproject")  # and the directories params/, training_code/
 
 
 def dvc(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -37,11 +36,8 @@ def pipeline_ws(tmp_path_factory) -> Path:
     ws.mkdir()  # `dataset create` makes a workspace of an existing directory
     created = run_cli(ws, "dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(REPO / "data/demo/intents-part1.csv"))
     assert created.returncode == 0, created.stderr
-    for name in ("dvc.yaml", "MLproject"):
-        shutil.copy(REPO / name, ws / name)
-    for name in ("params", "training_code"):
-        shutil.copytree(REPO / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (ws / "params/config.yaml").write_text((ws / "params/config.yaml").read_text().replace("epochs: 10", "epochs: 3"))
+    copy_pipeline(ws)
+    (ws / "params.yaml").write_text((ws / "params.yaml").read_text().replace("epochs: 10", "epochs: 3"))
     with open(ws / ".dvcignore", "a") as fh:
         fh.write("__pycache__/\n")  # as in this repository: bytecode is no change of training_code/
     git(ws, "add", "-A")
@@ -49,6 +45,13 @@ def pipeline_ws(tmp_path_factory) -> Path:
     repro = dvc(ws, "repro")
     assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
     return ws
+
+
+def copy_pipeline(ws: Path) -> None:
+    for name in PIPELINE_FILES:
+        shutil.copy(REPO / name, ws / name)
+    for name in ("params", "training_code"):
+        shutil.copytree(REPO / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def git(ws: Path, *args: str) -> None:
@@ -78,7 +81,7 @@ def test_repro_trains_and_registers_the_prepared_snapshot(pipeline_ws):
     assert snapshot["version_hash"] == "hashAg=="
     assert job["status"] == "succeed"
     assert job["metadata"]["version_hash"] == "hashAg==" and job["metadata"]["model_version"] == "1"
-    assert job["metadata"]["params"]["epochs"] == "3"  # taken from params/config.yaml
+    assert job["metadata"]["params"]["epochs"] == "3"  # taken from params.yaml
 
 
 def test_dvc_shows_the_runs_metrics_and_plots(pipeline_ws):
@@ -103,10 +106,15 @@ def test_train_stage_depends_on_all_training_code_and_every_hydra_config():
     params = {next(iter(p)) if isinstance(p, dict) else p: p for p in train["params"]}
     whole_files = sorted(name for name, p in params.items() if isinstance(p, dict) and p[name] is None)
     file_deps = [d for d in train["deps"] if str(d).endswith(".yaml")]
-    assert sorted(whole_files + file_deps) == HYDRA_CONFIGS  # a new config file must be listed too
-    assert {"data/pipeline/snapshot.json", "training_code", "MLproject", "params/algorithms"} <= set(train["deps"])
+    configs = [name for name in whole_files + file_deps if name.startswith("params/")]
+    assert sorted(configs) == HYDRA_CONFIGS  # a new config file must be listed too
+    assert "data/pipeline/snapshot.json" in whole_files  # the prepare record, as params
+    assert {"training_code", "MLproject", "params/algorithms"} <= set(train["deps"])
     assert "--algorithm ${algorithm}" in train["cmd"]
-    assert yaml.safe_load((REPO / "params/pipeline.yaml").read_text())["algorithm"] == "intent-classification"
+    pipeline = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert pipeline["algorithm"] == "intent-classification"
+    assert {"model_name", "algorithm", "epochs", "batch_size", "seed", "patience"} <= set(params) <= set(pipeline) | set(whole_files)
+    assert all(f"-P {key}=${{{key}}}" in train["cmd"] for key in ("epochs", "batch_size", "seed", "patience"))
 
 
 @pytest.mark.parametrize(
@@ -131,8 +139,8 @@ def test_a_change_to_what_training_reads_makes_the_train_stage_stale(pipeline_ws
 
 
 def test_dvc_exp_run_sets_a_param_and_retrains(pipeline_ws):
-    """`dvc exp run -S` rewrites params/config.yaml: it must hold no Hydra-only interpolation."""
-    exp = dvc(pipeline_ws, "exp", "run", "-S", "params/config.yaml:epochs=2")
+    """`dvc exp run -S epochs=2` sets it in params.yaml, DVC's default params file."""
+    exp = dvc(pipeline_ws, "exp", "run", "-S", "epochs=2")
     assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
     job = json.loads((pipeline_ws / "data/pipeline/job.json").read_text())
     assert job["status"] == "succeed" and job["metadata"]["params"]["epochs"] == "2"
@@ -142,8 +150,10 @@ def test_dvc_exp_run_sets_a_param_and_retrains(pipeline_ws):
     shown = dvc(pipeline_ws, "exp", "show", "--json")
     assert shown.returncode == 0, shown.stderr
     assert "\"epochs\": 2" in shown.stdout
-    config = (pipeline_ws / "params/config.yaml").read_text()
-    assert "epochs: 2\n" in config and config.replace("epochs: 2", "epochs: 3") == (REPO / "params/config.yaml").read_text().replace("epochs: 10", "epochs: 3")
+    pipeline = (pipeline_ws / "params.yaml").read_text()
+    assert "epochs: 2\n" in pipeline and pipeline.replace("epochs: 2", "epochs: 10") == (REPO / "params.yaml").read_text()
+    assert (pipeline_ws / "params/config.yaml").read_text() == (REPO / "params/config.yaml").read_text()
+
 
 
 def test_snapshot_option_rejects_a_file_that_is_not_a_prepare_record(workspace, tmp_path):
@@ -151,3 +161,43 @@ def test_snapshot_option_rejects_a_file_that_is_not_a_prepare_record(workspace, 
     bad.write_text('{"name": "x"}')
     out = run_cli(workspace, "train", "submit", "--snapshot", str(bad), "--model-name", "m")
     assert out.returncode == 2 and "not a `dataset prepare` JSON" in out.error_line
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory) -> Path:
+    """The repository's pipeline as `git clone` gives it: DVC set up, no dataset, no outputs."""
+    ws = tmp_path_factory.mktemp("clone") / "repo"
+    ws.mkdir()
+    copy_pipeline(ws)
+    for name in (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"):
+        (ws / name).parent.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, ws / name)
+    git(ws, "init", "-q")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-q", "-m", "clone")
+    return ws
+
+
+def commits(ws: Path) -> int:
+    out = subprocess.run(["git", "-C", str(ws), "rev-list", "--count", "HEAD"], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_dry_repro_on_a_fresh_clone_lists_both_stages(fresh_clone):
+    dry = dvc(fresh_clone, "repro", "--dry")
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    assert "miniautoml dataset prepare intents --output data/pipeline/snapshot.json" in dry.stdout
+    assert "miniautoml train submit --snapshot data/pipeline/snapshot.json" in dry.stdout
+    assert not (fresh_clone / "data").exists()
+
+
+def test_first_repro_without_the_dataset_says_in_one_line_how_to_create_it(fresh_clone):
+    before = commits(fresh_clone)
+    repro = dvc(fresh_clone, "repro")
+    assert repro.returncode != 0
+    errors = [line for line in (repro.stdout + repro.stderr).splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in repro.stderr, repro.stdout + repro.stderr
+    assert errors[0].startswith("error: dataset 'intents' not found in workspace ")
+    assert errors[0].endswith("create it first: miniautoml dataset create intents --type TEXT_INTENT --file FILE.csv")
+    assert not (fresh_clone / "data/pipeline/snapshot.json").exists()  # no empty record left for the next run
+    assert commits(fresh_clone) == before

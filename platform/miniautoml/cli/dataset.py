@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from miniautoml.cli.common import parse_pairs, settings_of
-from miniautoml.cli.output import emit, info
+from miniautoml.cli.output import emit, info, write_json
 
 TAG_HELP = "Tag as key=value (repeatable)."
 
@@ -75,12 +75,19 @@ def delete(ctx: click.Context, dataset_ref: str) -> None:
 @click.argument("dataset_ref", metavar="DATASET")
 @click.option("--commit", default=None, help="Last commit to consider (default: the latest).")
 @click.option("--tag", "tags", multiple=True, help="Only commits carrying this key=value (repeatable, AND).")
+@click.option("--output", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the JSON to FILE instead of stdout (whole or not at all: dvc.yaml's prepare stage).")
 @click.pass_context
-def prepare(ctx: click.Context, dataset_ref: str, commit: str | None, tags: tuple[str, ...]) -> None:
+def prepare(ctx: click.Context, dataset_ref: str, commit: str | None, tags: tuple[str, ...], output: str | None) -> None:
     """Select commits, name the selection by version hash and build its snapshot."""
     from miniautoml.datasets import prepare_snapshot
 
-    emit(prepare_snapshot(settings_of(ctx), dataset_ref, commit, parse_pairs(tags), progress=info))
+    record = prepare_snapshot(settings_of(ctx), dataset_ref, commit, parse_pairs(tags), progress=info)
+    if output:
+        write_json(output, record)
+        info(f"wrote {output}")
+    else:
+        emit(record)
 
 
 @dataset.command("fetch")

@@ -44,6 +44,13 @@ def emit(obj: Any) -> None:
     click.echo(text)
 
 
+def write_json(path: str, obj: Any) -> None:
+    """`emit`'s JSON into the file `path` instead, atomically: a failed command leaves none."""
+    from miniautoml.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, default=json_default, indent=2, ensure_ascii=False) + "\n")
+
+
 def info(message: str) -> None:
     """Human progress to stderr."""
     print(message, file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def resolve(settings: Settings, dataset: str) -> dict:
     for meta in all_metadata(settings):
         if meta["name"] == dataset:
             return meta
-    raise NotFoundError(f"dataset {shown(dataset)} not found in workspace {settings.workspace}")
+    raise NotFoundError(
+        f"dataset {shown(dataset)} not found in workspace {settings.workspace}; create it first: "
+        f"miniautoml dataset create {'NAME' if dataset.isdigit() else shlex.quote(dataset)} --type TEXT_INTENT --file FILE.csv"
+    )
 
 
 def check_name(settings: Settings, name: str) -> None:
