@@ -126,6 +126,20 @@ def test_a_plain_git_clone_fetches_a_snapshot_with_only_the_keys(cli, workspace,
                           text=True).stdout == ""
 
 
+def test_the_workspace_that_set_its_storage_goes_back_to_its_embedded_remote_without_it(
+        cli, workspace, s3_server, data, monkeypatch):
+    """Only a clone follows the committed remote: the original dropping its endpoint (as `down`
+    does after `up --s3`) is back on `.miniautoml/dvc-remote`, not on the S3 server it stopped."""
+    from miniautoml.config import load_settings
+
+    assert cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]),
+               env=s3_server.env()).returncode == 0
+    for name in ("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(workspace)
+    assert not settings.storage.is_s3 and settings.local_remote == workspace / ".miniautoml" / "dvc-remote"
+
+
 def test_fresh_clone_fetches_snapshot_through_the_service(cli, workspace, tmp_path, s3_server, data):
     env = s3_server.env()
     cli("dataset", "create", "intents", "--type", "TEXT_INTENT", "--file", str(data[0]), env=env)

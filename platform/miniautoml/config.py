@@ -181,6 +181,14 @@ def committed_remote(workspace: Path) -> dict[str, str]:
     return {key: value.strip().strip('"') for key, value in parser[section].items()}
 
 
+def owns_remote(workspace: Path) -> bool:
+    """Whether the workspace has chosen its storage itself: it has its embedded remote directory
+    (made whenever storage is set, S3 or not). One that has not (a fresh git clone) follows the
+    remote its committed `.dvc/config` names; one that has goes back to its embedded remote when
+    the endpoint is dropped (e.g. by `down` after `up --s3`)."""
+    return (workspace / STATE_DIR / "dvc-remote").is_dir()
+
+
 def _committed_s3(remote: dict[str, str]) -> tuple[str | None, str | None]:
     """(endpoint, bucket) of a committed `s3://BUCKET/...` remote, else (None, None)."""
     url = remote.get("url", "")
@@ -193,7 +201,7 @@ def _committed_local_remote(ws: Path, remote: dict[str, str]) -> Path | None:
     """The committed local-directory remote when it is another workspace's (this one is a clone:
     it has no embedded remote of its own), so the clone reads the bytes its commits name."""
     url = remote.get("url", "")
-    if not url or "://" in url or (ws / STATE_DIR / "dvc-remote").is_dir():
+    if not url or "://" in url:
         return None
     path = Path(url) if Path(url).is_absolute() else (ws / ".dvc" / url)  # DVC: relative to .dvc/
     return None if path.resolve() == (ws / STATE_DIR / "dvc-remote").resolve() else path
@@ -203,7 +211,7 @@ def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
     ws = find_workspace(workspace)
     conf = file_settings(ws)
     storage_conf = conf.get("storage", {})
-    remote = committed_remote(ws)
+    remote = {} if owns_remote(ws) else committed_remote(ws)
     committed_endpoint, committed_bucket = _committed_s3(remote)
     endpoint = _env("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT") or storage_conf.get("endpoint") or committed_endpoint
     if endpoint and "://" not in endpoint:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniautoml.compat import dvc as compat_dvc
-from miniautoml.config import DVC_REMOTE, LOCAL_REMOTE_ENV, Settings
+from miniautoml.config import DVC_REMOTE, LOCAL_REMOTE_ENV, Settings, committed_remote, owns_remote
 from miniautoml.errors import StorageError
 
 if TYPE_CHECKING:
@@ -76,9 +76,12 @@ def configure_remote(settings: Settings) -> None:
         if storage.secret_key:
             secret["secret_access_key"] = storage.secret_key
     else:
-        if settings.remote_dir is None:  # our own; another workspace's is never created here
-            settings.local_remote.mkdir(parents=True, exist_ok=True)
         shared = {"url": str(settings.local_remote)}
+    # Storage set here (not followed from the committed config, as a fresh clone does) makes the
+    # embedded remote ours; another workspace's directory is never created here.
+    follows_git = not owns_remote(settings.workspace) and committed_remote(settings.workspace) == shared
+    if settings.remote_dir is None and not follows_git:
+        (settings.state_dir / "dvc-remote").mkdir(parents=True, exist_ok=True)
     cache_dir = str(settings.dvc_cache_dir) if settings.dvc_cache_dir else None
     site_cache = str(settings.state_dir / "dvc-site-cache")
     wanted = {"site_cache_dir": site_cache, "shared": shared, "secret": secret or None, "cache_dir": cache_dir}
