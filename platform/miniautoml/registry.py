@@ -219,17 +219,14 @@ def register_run_model(settings: Settings, run_id: str, name: str, tags: dict[st
     """Register the model run `run_id` logged (`runs:/ID/model`) as a new version of `name`,
     tagged with `tags`, once it is ready: for a run whose trainer registered nothing (a sweep's
     trials; only the best becomes a version)."""
-    import mlflow
-
     from miniautoml.adapters import mlflow as mlflow_adapter
 
-    mlflow_adapter.configure(settings)
-    outputs = _client(settings).get_run(run_id).outputs
+    client = _client(settings)
+    outputs = client.get_run(run_id).outputs
     logged = outputs.model_outputs if outputs else []  # MLflow 3: the run's logged model, by id
     uri = f"models:/{logged[-1].model_id}" if logged else f"runs:/{run_id}/model"
-    mv = mlflow.register_model(uri, name, tags=tags)
-    client = _client(settings)
-    return _version_info(client.get_model_version(name, str(mv.version)), _aliases(client.get_registered_model(name)))
+    version = mlflow_adapter.register_model(settings, uri, name, tags)
+    return _version_info(client.get_model_version(name, version), _aliases(client.get_registered_model(name)))
 
 
 def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:

@@ -2,20 +2,22 @@
 
 Services get a `Tracking` for their settings (`tracking(settings)`, built once per settings
 object and cached) and run MLflow calls under `errors(...)`, which turns MLflow's exceptions into
-ours (NotFoundError, UserInputError). Only this module (and training_code, the MLflow-side code)
-imports mlflow.
+ours (NotFoundError, UserInputError). Only this module, `compat.mlflow` (MLflow's internals) and
+training_code (the MLflow-side code) import mlflow; tests/test_compat.py holds the platform to it.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from miniautoml.compat import mlflow as compat_mlflow
 from miniautoml.config import Settings
 from miniautoml.errors import NotFoundError, UserInputError
 
@@ -26,6 +28,8 @@ EXPERIMENT = "miniautoml"
 # MLflow 3's experiment kind: a model-training experiment (not GenAI). UIs that read it open such an
 # experiment on its runs table; MLflow 3.17's UI reads the page's `workflowType` instead (runs_page).
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+# What `mlflow run` imports: a warm runner imports them once, before forking jobs.
+PROJECT_MODULES = ("mlflow.projects", "mlflow.projects.backend.local")
 NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 INVALID_CODE = "INVALID_PARAMETER_VALUE"
 
@@ -109,6 +113,31 @@ def client(settings: Settings) -> "MlflowClient":
     return tracking(settings).client
 
 
+def reset_after_fork() -> None:
+    """The one way a fork drops the MLflow client state it inherited (URIs, active run, pooled
+    connections, our cached `Tracking`): MLflow then reads its URIs from the environment again and
+    opens connections of its own. Outside the MLflow versions this was pinned on: CompatError."""
+    global _active
+    compat_mlflow.drop_client_state()
+    _tracking.cache_clear()
+    _active = None
+
+
+def run_project(project_args: Mapping[str, Any], starter: compat_mlflow.Starter | None = None) -> int:
+    """`mlflow run`'s body through the Projects API (`mlflow.projects.run(**project_args)`): 0, or
+    1 with MLflow's message logged as `mlflow run` logs it. `starter` starts the entry-point
+    commands it claims (compat.mlflow; MLflow's `bash -c` for the others)."""
+    import mlflow.projects
+
+    with compat_mlflow.entry_points_started_by(starter) if starter else nullcontext():
+        try:
+            mlflow.projects.run(**project_args)
+        except mlflow.projects.ExecutionException as exc:
+            logging.getLogger("mlflow.cli").error("=== %s ===", exc)
+            return 1
+    return 0
+
+
 @contextmanager
 def errors(not_found: str | None = None, invalid: str | None = None, *, invalid_is_not_found: bool = False) -> Iterator[None]:
     """MLflow's errors as ours, in one place: a missing resource -> NotFoundError(`not_found`)
@@ -142,15 +171,29 @@ def run_view(include_deleted: bool = False) -> int:
     return ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
 
 
-def load_python_model(settings: Settings | None, model_uri: str, missing: str) -> Any:
-    """The unwrapped python model of the MLflow pyfunc model at `model_uri`;
-    NotFoundError(`missing`) when there is none. `settings` None: the process is configured."""
+def log_params(client: "MlflowClient", run_id: str, params: Mapping[str, str]) -> None:
+    """Log several run params in one request."""
+    from mlflow.entities import Param
+
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+
+
+def load_pyfunc(model_uri: str, missing: str) -> Any:
+    """The MLflow pyfunc model at `model_uri` (for this process's MLflow: see `configure`);
+    NotFoundError(`missing`) when there is none. OSError when its files are missing on disk."""
     import mlflow.pyfunc
 
-    if settings is not None:
-        configure(settings)
     with errors(not_found=missing):
-        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+        return mlflow.pyfunc.load_model(model_uri)
+
+
+def register_model(settings: Settings, model_uri: str, name: str, tags: Mapping[str, str]) -> str:
+    """Register the model at `model_uri` (`runs:/…`, `models:/…`) as a new version of `name`,
+    tagged with `tags`, once it is ready; its version number."""
+    import mlflow
+
+    configure(settings)
+    return str(mlflow.register_model(model_uri, name, tags=dict(tags)).version)
 
 
 def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:

@@ -21,7 +21,6 @@ active run, environment, cwd, argv or Hydra state; each gets fresh database conn
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import logging
 import os
@@ -33,8 +32,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from miniautoml.adapters import mlflow as mlflow_adapter
+from miniautoml.compat import mlflow as compat_mlflow
+from miniautoml.compat import python as compat_python
 from miniautoml.config import PROJECT_ROOT
 from miniautoml.contract.trainer import TRAINER_MODULE, WARM_IMPORTS_ATTR
 from miniautoml.jobs.launch import LaunchSpec
@@ -47,7 +49,7 @@ WARM_ENV = "MINIAUTOML_WARM_START"
 TRAINER = "trainer"  # the job record's key for the trainer process (a fork: named by the record)
 # What the job process and the trainer import before the run is RUNNING; then the trainer's own
 # lazy imports (its WARM_IMPORTS_ATTR).
-PRELOAD = ("mlflow.projects", "mlflow.projects.backend.local", "hydra", TRAINER_MODULE)
+PRELOAD = (*mlflow_adapter.PROJECT_MODULES, "hydra", TRAINER_MODULE)
 _OUR_PACKAGES = (TRAINER_MODULE.partition(".")[0], __name__.partition(".")[0])  # their edits end warm starts
 _COMMAND_PYTHON = ("${MINIAUTOML_PYTHON:-python}", "$MINIAUTOML_PYTHON", "python")
 _SHELL_SPECIAL = set("$`\\\"|&;<>(){}*?[]~#\n")
@@ -55,7 +57,10 @@ _loaded: dict[str, int] | None = None  # our modules' files and mtimes when prel
 
 
 def enabled() -> bool:
-    return os.environ.get(WARM_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """Warm starts are on (the default) and the patches a fork needs are in their pinned versions."""
+    if os.environ.get(WARM_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return compat_mlflow.CLIENT_STATE.applies() and compat_python.FINALIZE.applies()
 
 
 def _loaded_code() -> dict[str, int]:
@@ -211,29 +216,7 @@ def _fresh_process(env: dict[str, str], cwd: Path) -> None:
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
 
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
-    from mlflow.tracking import fluent
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    # The parent's pooled connections stay the parent's (SQLAlchemy's recipe for a fork).
-    for engine in [*TrackingStore._engine_map.values(), *RegistryStore._engine_map.values()]:
-        engine.dispose(close=False)
-    for module, cached in (("mlflow.utils.request_utils", "_cached_get_request_session"),
-                           ("mlflow.store.artifact.s3_artifact_repo", "_cached_get_s3_client")):  # fmt: skip
-        with contextlib.suppress(ImportError, AttributeError):
-            getattr(importlib.import_module(module), cached).cache_clear()  # HTTP/S3 sockets
-    tracking_utils._tracking_uri = None
-    registry_utils._registry_uri = None
-    fluent._active_experiment_id = None
-    fluent._active_run_stack.reset()
-    fluent._last_active_run_id.reset()
-
-    from miniautoml.adapters import mlflow as mlflow_adapter
-
-    mlflow_adapter._tracking.cache_clear()
-    mlflow_adapter._active = None
+    mlflow_adapter.reset_after_fork()
     with contextlib.suppress(ImportError):
         from hydra.core.global_hydra import GlobalHydra
 
@@ -242,16 +225,11 @@ def _fresh_process(env: dict[str, str], cwd: Path) -> None:
 
 def _run_project(spec: LaunchSpec, on_trainer: Callable[[ProcessRef], None]) -> int:
     """`mlflow run`'s body: the Projects API, with the trainer forked instead of exec'd."""
-    import mlflow.projects
-    from mlflow.projects.backend import local
-
-    local._run_entry_point = functools.partial(_run_entry_point, local._run_entry_point, on_trainer)
-    try:
-        mlflow.projects.run(**spec.project_args())
-    except mlflow.projects.ExecutionException as exc:
-        logging.getLogger("mlflow.cli").error("=== %s ===", exc)  # what `mlflow run` says, exit 1
-        return 1
-    return 0
+    starter = compat_mlflow.Starter(
+        claims=lambda command: trainer_args(command) is not None,
+        start=lambda command, work_dir, env: _fork_trainer(trainer_args(command) or [], env, Path(work_dir), on_trainer),
+    )
+    return mlflow_adapter.run_project(spec.project_args(), starter)
 
 
 def trainer_args(command: str) -> list[str] | None:
@@ -268,26 +246,14 @@ def trainer_args(command: str) -> list[str] | None:
     return None
 
 
-def _run_entry_point(original: Callable[..., Any], on_trainer: Callable[[ProcessRef], None],
-                     command: str, work_dir: str, experiment_id: str, run_id: str) -> Any:
-    """`mlflow.projects.backend.local._run_entry_point`, forking the trainer when it is the command."""
-    import mlflow
-    from mlflow.projects.backend import local
-    from mlflow.projects.submitted_run import LocalSubmittedRun
-
-    args = trainer_args(command)
-    if args is None:
-        return original(command, work_dir, experiment_id, run_id)
-    env = os.environ.copy()
-    env.update(local.get_run_env_vars(run_id, experiment_id))
-    env.update(local.get_databricks_env_vars(tracking_uri=mlflow.get_tracking_uri()))
-    local._logger.info("=== Running command '%s' in run with ID '%s' === ", command, run_id)
+def _fork_trainer(args: list[str], env: dict[str, str], work_dir: Path, on_trainer: Callable[[ProcessRef], None]) -> Forked:
+    """The trainer `python -m training_code.train ARGS` as a fork of this job process."""
     _flush()
     pid = os.fork()
     if pid == 0:  # the trainer: never returns
         code = 1
         try:
-            code = _run_trainer(args, env, Path(work_dir))
+            code = _run_trainer(args, env, work_dir)
         except BaseException:  # noqa: BLE001 - as Python reports an uncaught error
             traceback.print_exc()
         _exit(code)
@@ -296,7 +262,7 @@ def _run_entry_point(original: Callable[..., Any], on_trainer: Callable[[Process
     except Exception as exc:  # bookkeeping: never fail the job for it
         log.warning("could not record the trainer process: %s", exc)
     exit_file = os.environ.get("MINIAUTOML_EXIT_FILE")
-    return LocalSubmittedRun(run_id, Forked(pid, [sys.executable, "-m", TRAINER_MODULE, *args], exit_file))
+    return Forked(pid, [sys.executable, "-m", TRAINER_MODULE, *args], exit_file)
 
 
 # --- in the trainer -------------------------------------------------------------------------------
@@ -328,11 +294,7 @@ def _exit(code: int) -> NoReturn:
     """End a fork as an interpreter ends: its threads joined, exit handlers run (MLflow's end of
     an open run, logging's flush), streams flushed; never back into the runner's code."""
     try:
-        import atexit
-        import threading
-
-        threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize does first
-        atexit._run_exitfuncs()
+        compat_python.finalize()
     finally:
         _flush()
         os._exit(code & 0xFF if code >= 0 else 1)

@@ -170,13 +170,10 @@ def bento_model_ids(source: ModelSource, built_from: str | None = None) -> list[
 def load_python_model(source: ModelSource) -> PythonModel:
     """The predictor of the MLflow pyfunc model `source` names: our models' own `predict_texts`
     (the fast path), any other pyfunc model through its adapter (`predictors.predictor_for`)."""
-    import mlflow.pyfunc
-
     from miniautoml.adapters import mlflow as mlflow_adapter
 
     try:
-        with mlflow_adapter.errors(not_found=f"run {source.run_id} has no model at {source.model_uri}"):
-            model = mlflow.pyfunc.load_model(source.model_uri)
+        model = mlflow_adapter.load_pyfunc(source.model_uri, missing=f"run {source.run_id} has no model at {source.model_uri}")
     except OSError as exc:  # artifact files missing on disk
         raise NotFoundError(f"run {source.run_id}: model files not found ({exc})") from None
     return predictor_for(model, source.run_id)

@@ -299,7 +299,7 @@ def _runner_slots(settings: Settings, plan: SweepPlan) -> Iterator[None]:
 
 # --- the parent run ---------------------------------------------------------------------------
 def _create_parent(client: "MlflowClient", experiment_id: str, plan: SweepPlan) -> str:
-    from mlflow.entities import Param
+    from miniautoml.adapters import mlflow as mlflow_adapter
 
     request = plan.request
     tags = {
@@ -315,7 +315,7 @@ def _create_parent(client: "MlflowClient", experiment_id: str, plan: SweepPlan) 
         "sweep.seed": "" if plan.seed is None else str(plan.seed), "sweep.prune": str(plan.prune).lower(),
         "sweep.data": request.data_path or f"{request.dataset_id} {request.version_hash}",
     }
-    client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+    mlflow_adapter.log_params(client, run.info.run_id, {k: v[:6000] for k, v in params.items()})
     return run.info.run_id
 
 
