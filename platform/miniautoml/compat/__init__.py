@@ -1,9 +1,11 @@
 """Every patch of a third-party internal, each behind the same guard: the versions it was pinned on.
 
 A patch here relies on code its project does not promise to keep (a private function, a class's
-body, an on-disk layout). Each one declares, at import, the installed versions it was written and
-pinned for (`Guard`); outside them it takes the unpatched path (the tool as it is, or the slower
-public route) and logs one warning line saying so when first asked for. Inside them it trusts the internals: a pin test
+body, an on-disk layout). Each one declares, at import, the versions it was written and pinned for
+(`Guard`), checked against what is installed once per process, when the patch is first asked for
+(so that importing an adapter costs no package-metadata scan: ~50 ms a CLI call would pay); outside
+them it takes the unpatched path (the tool as it is, or the slower public route) and logs one
+warning line saying so. Inside them it trusts the internals: a pin test
 per patch (tests/test_compat_*.py) fails when the upstream shape changes, and widening a range
 means reading the new upstream code and running those tests on it.
 
@@ -17,13 +19,10 @@ means reading the new upstream code and running those tests on it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
-
-from packaging.requirements import Requirement
-from packaging.version import Version
 
 from miniautoml.errors import MiniAutoMLError
 
@@ -36,14 +35,17 @@ class CompatError(MiniAutoMLError):
 
 @dataclass
 class Guard:
-    """Whether a patch may run: every requirement (`dvc>=3.67,<3.68`) met by what is installed,
-    checked once, when the patch's module is imported."""
+    """Whether a patch may run: every requirement (`dvc>=3.67,<3.68`) met by what is installed."""
 
     patch: str  # what the patch does, for the messages
     requirements: tuple[str, ...]
     unpatched: str  # what happens outside the range
-    problem: str  # "" when every requirement is met, else why not (one line)
     _warned: bool = field(default=False, repr=False, compare=False)
+
+    @functools.cached_property
+    def problem(self) -> str:
+        """"" when every requirement is met, else why not (one line); checked once."""
+        return "; ".join(p for p in map(_problem, self.requirements) if p)
 
     @property
     def active(self) -> bool:
@@ -68,6 +70,8 @@ def installed(name: str) -> str | None:
     """The installed version of distribution `name` (`python`: the interpreter's), or None."""
     if name == "python":
         return ".".join(str(part) for part in sys.version_info[:3])
+    from importlib import metadata
+
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -75,6 +79,9 @@ def installed(name: str) -> str | None:
 
 
 def _problem(requirement: str) -> str:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
     req = Requirement(requirement)
     found = installed(req.name)
     if found is None:
@@ -85,5 +92,5 @@ def _problem(requirement: str) -> str:
 
 
 def guard(patch: str, *requirements: str, unpatched: str) -> Guard:
-    """The guard of `patch`: `requirements` (PEP 508, as in pyproject) checked against what is installed."""
-    return Guard(patch, tuple(requirements), unpatched, "; ".join(p for p in map(_problem, requirements) if p))
+    """The guard of `patch`: `requirements` (PEP 508, as in pyproject), checked on first use."""
+    return Guard(patch, tuple(requirements), unpatched)

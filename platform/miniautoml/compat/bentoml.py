@@ -23,9 +23,6 @@ teach the optimizer as before. Off: MINIAUTOML_BATCH_WAIT_PATCH=0.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import inspect
 import sys
 from typing import Any
 
@@ -57,11 +54,16 @@ def batching_optimizer() -> type:
 
 def fingerprint(cls: type) -> str:
     """sha256 of a class's source code: what a pin test compares."""
+    import hashlib
+    import inspect
+
     return hashlib.sha256(inspect.getsource(cls).encode("utf-8")).hexdigest()
 
 
 async def cancelling_call(self: Any, scope: dict, receive: Any, send: Any) -> None:
     """`TimeoutMiddleware.__call__` of BentoML 1.4.40, plus `timer.cancel()` when done."""
+    import asyncio  # here: adapters.bentoml imports this module in every CLI process
+
     from starlette.responses import JSONResponse
 
     if scope["type"] not in ("http", "websocket"):
