@@ -41,7 +41,7 @@ def secret_run(tmp_path_factory: pytest.TempPathFactory):
         assert up.returncode == 0, up.stderr
         env = {"MLFLOW_TRACKING_URI": uri, **no_env_login}
         submitted = job_cli(ws, "train", "submit", "--data-path", str(data), "--model-name", "intent-secret",
-                            "-P", "epochs=1", "--wait", env=env)  # fmt: skip
+                            "-P", "epochs=1", "--wait", env=env, timeout=900)  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr[-3000:]
         job_id = submitted.json["job_id"]
         shown = [job_cli(ws, *args, env=env) for args in (("runs", "show", job_id), ("train", "logs", job_id))]
