@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import BIN, job_env
+from conftest import BIN, job_env, wait_until
 from evaluation_support import BAD, GOOD, MODEL, EvalWorkspace, demo_workspace
-from serving_support import Server, free_port, start_server, wait_until
+from serving_support import Server, free_port, start_server
 
 pytestmark = pytest.mark.slow
 DOCS = ["remind me to call the bank at noon", "tell me a funny joke", "what's the weather in paris"]
