@@ -67,13 +67,10 @@ def find_runs(settings: Settings, experiment: str, tags: Mapping[str, str], stat
 
 
 def load_model(settings: Settings, model_uri: str, missing: str) -> Any:
-    """The `mlflow.pyfunc` model at `model_uri`."""
-    import mlflow.pyfunc
-
+    """The `mlflow.pyfunc` model at `model_uri`, of the workspace's store."""
     mlflow_adapter.configure(settings)
     try:
-        with mlflow_adapter.errors(not_found=missing):
-            return mlflow.pyfunc.load_model(model_uri)
+        return mlflow_adapter.load_pyfunc(model_uri, missing)
     except OSError as exc:  # artifact files missing on disk
         raise NotFoundError(f"{missing} ({exc})") from None
 
