@@ -73,20 +73,26 @@ def _stderr_tail(err: bytes, lines: int = 5) -> str:
     return " | ".join(text[-lines:]) or "(no stderr)"
 
 
-def dump_dom(url: str, budget_ms: int = 15_000, timeout: float | None = None) -> str:
+# Every host name fails to resolve and every request goes to a closed proxy: a page that still
+# draws needs nothing from a network.
+OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9")
+
+
+def dump_dom(url: str, budget_ms: int = 15_000, timeout: float | None = None, flags: Sequence[str] = ()) -> str:
     """The page's serialized DOM after `budget_ms` of virtual time (scripts have run)."""
     timeout = timeout if timeout is not None else budget_ms / 1000 + 45
-    return _run(["--dump-dom", f"--virtual-time-budget={budget_ms}"], url, timeout).stdout.decode("utf-8", "replace")
+    args = [*flags, "--dump-dom", f"--virtual-time-budget={budget_ms}"]
+    return _run(args, url, timeout).stdout.decode("utf-8", "replace")
 
 
 def screenshot(url: str, path: Path, budget_ms: int = 15_000, size: tuple[int, int] = (1400, 1000),
-               timeout: float | None = None) -> Path:
-    """A PNG of the page's viewport after `budget_ms` of virtual time."""
+               timeout: float | None = None, flags: Sequence[str] = ()) -> Path:
+    """A PNG of the page's viewport after `budget_ms` of virtual time (`flags`: e.g. OFFLINE)."""
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     timeout = timeout if timeout is not None else budget_ms / 1000 + 45
-    _run([f"--screenshot={path}", f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={budget_ms}"],
+    _run([*flags, f"--screenshot={path}", f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={budget_ms}"],
          url, timeout)
     if not path.is_file():
         raise RuntimeError(f"chromium wrote no screenshot to {path}")

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_cli
+from headless_chromium import OFFLINE, dump_dom, screenshot
 
 # Hydra configs every training run composes (params/algorithms/ holds the algorithms'
 # declarations, a directory dependency of the train stage).
@@ -93,6 +94,31 @@ def test_dvc_shows_the_runs_metrics_and_plots(pipeline_ws):
     assert plot_fields(pipeline_ws) == {"loss": {"train_loss", "val_loss"}, "accuracy": {"train_accuracy", "val_accuracy"}}
     rows = (pipeline_ws / "data/pipeline/metrics_epochs.csv").read_text().splitlines()
     assert rows[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy" and len(rows) >= 2
+
+
+def test_dvc_plots_draw_with_no_network(pipeline_ws, tmp_path):
+    """The repository's plots.html_template (.ci/setup builds it from npm packages) inlines vega,
+    vega-lite and vega-embed: Chromium, with every host unresolvable, draws both charts."""
+    template = REPO / ".dvc" / "offline-plots.html"
+    assert template.is_file(), f"{template} is missing: `bash .ci/setup` builds it"
+    assert "html_template = offline-plots.html" in (REPO / ".dvc" / "config").read_text()
+    shutil.copy(template, pipeline_ws / ".dvc" / template.name)  # as .ci/setup makes it in a checkout
+    assert dvc(pipeline_ws, "config", "plots.html_template", template.name).returncode == 0
+    shown = dvc(pipeline_ws, "plots", "show", "-o", str(tmp_path / "plots"))
+    assert shown.returncode == 0, shown.stderr
+    page = tmp_path / "plots" / "index.html"
+    html = page.read_text(encoding="utf-8")
+    assert "<script src=" not in html and "cdn.jsdelivr" not in html and html.count("vegaEmbed('#") == 2
+
+    dom = dump_dom(page.as_uri(), budget_ms=8_000, flags=OFFLINE)
+    assert dom.count("<canvas") == 2, dom[-2000:]  # one chart per plot, rendered
+    from PIL import Image
+
+    with Image.open(screenshot(page.as_uri(), tmp_path / "plots.png", budget_ms=8_000, flags=OFFLINE)) as image:
+        pixels = list(image.convert("RGB").getdata())
+    coloured = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 60)  # the lines, not grey axes
+    drawn = sum(1 for r, g, b in pixels if min(r, g, b) < 200)
+    assert coloured > 200 and drawn > 2_000, (coloured, drawn)
 
 
 def test_repro_again_without_changes_does_not_retrain(pipeline_ws):
