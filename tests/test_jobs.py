@@ -357,9 +357,13 @@ def recorded(ws: Path, job_id: str) -> bool:
 
 
 def kill_runner_mid_training(ws: Path, job_id: str) -> ProcessRef:
-    """SIGKILL the runner of `job_id` once it trains; its `mlflow run` goes on alone."""
+    """SIGKILL the runner of `job_id` once it trains, and its supervisor first (else it forks the
+    next runner: tests/test_runner_supervision.py); its `mlflow run` goes on alone."""
     wait_until(lambda: training_started(ws, job_id), 120, "the trainer to finish an epoch", interval=0.2)
     runner = runner_of(ws, job_id)
+    supervisor = int(Path(f"/proc/{runner.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert Path(f"/proc/{supervisor}/cmdline").read_bytes().startswith(b"miniautoml runner-supervisor")
+    os.kill(supervisor, signal.SIGKILL)
     os.kill(runner.pid, signal.SIGKILL)
     wait_until(lambda: runner.alive() is False, 120, "the runner to be gone", interval=0.2)
     return runner

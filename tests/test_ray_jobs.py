@@ -97,6 +97,46 @@ def test_cancel_running_ray_job(ray_ws, slice_csv: Path):
     assert ended.json["metadata"]["mlflow_status"] == "KILLED"
 
 
+def ray_job_status(address: str, job_id: str) -> str:
+    """What Ray says of the job, asked directly: no CLI call that could act on the queue."""
+    from ray.job_submission import JobSubmissionClient
+
+    return str(JobSubmissionClient(address).get_job_status(job_id).value)
+
+
+def job_supervisor_pid(address: str, job_id: str) -> int | None:
+    """The pid of the job's runner on Ray: its JobSupervisor actor (starts, watches and ends the
+    entrypoint), from the state API."""
+    import urllib.request
+
+    query = f"filter_keys=name&filter_predicates=%3D&filter_values=_ray_internal_job_actor_{job_id}&detail=1"
+    with urllib.request.urlopen(f"{address}/api/v0/actors?{query}", timeout=10) as resp:
+        rows = json.load(resp)["data"]["result"]["result"]
+    return next((row["pid"] for row in rows if row.get("state") == "ALIVE" and row.get("pid")), None)
+
+
+def test_a_sigkilled_ray_job_runner_does_not_stall_the_queue(ray_ws, slice_csv: Path):
+    """One CPU: a long job runs, the next waits in Ray's queue. SIGKILL the running job's runner
+    (its JobSupervisor): Ray fails that job (its driver's group dies with it) and starts the queued
+    one within seconds, with no command (bound 30 s, generous for the 10 s promised); the dead job
+    reads as failure."""
+    import os
+    import signal
+
+    ws, up = ray_ws
+    submit = ("train", "submit", "--backend", "ray", "--data-path", str(slice_csv), "--model-name", "queued")
+    first = job_cli(ws, *submit, *LONG_JOB).json["job_id"]
+    second = job_cli(ws, *submit, "-P", "epochs=1").json["job_id"]
+    wait_until(lambda: ray_job_status(up["address"], first) == "RUNNING", 120, "the first Ray job to run", interval=0.5)
+    assert ray_job_status(up["address"], second) == "PENDING"  # the one CPU is taken
+
+    os.kill(wait_until(lambda: job_supervisor_pid(up["address"], first), 30, "the job's supervisor"), signal.SIGKILL)
+    wait_until(lambda: ray_job_status(up["address"], second) != "PENDING", 30, "the queued Ray job to start", interval=0.2)
+    ended = job_cli(ws, "train", "wait", first, "--timeout", "60")
+    assert ended.json["status"] == "failure" and ended.json["message"], ended.stdout
+    assert job_cli(ws, "train", "wait", second, "--timeout", "150", timeout=200).json["status"] == "succeed"
+
+
 def test_unknown_backend_is_one_line(ray_ws, slice_csv: Path):
     ws, _ = ray_ws
     result = job_cli(ws, "train", "submit", "--backend", "slurm", "--data-path", str(slice_csv), "--model-name", "m")

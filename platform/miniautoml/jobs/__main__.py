@@ -1,12 +1,13 @@
-"""`python -m miniautoml.jobs runner [--workspace WS] [--slots N]`: drain the queue, then exit."""
+"""`python -m miniautoml.jobs runner [--workspace WS] [--slots N]`: drain the queue, then exit.
+
+This is the runner's supervisor (jobs/supervisor.py): it forks the runner, and another if one
+dies by a signal. `miniautoml train runner` runs a runner in the foreground, unsupervised.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from miniautoml.config import load_settings
-from miniautoml.errors import MiniAutoMLError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,14 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workspace", "-w", default=None)
     run.add_argument("--slots", type=int, default=None, help="runner slots to compete for (default: max runners)")
     args = parser.parse_args(argv)
-    try:
-        from miniautoml.jobs import runner
+    from miniautoml.jobs.supervisor import supervise
 
-        runner.main(load_settings(args.workspace), args.slots)
-    except MiniAutoMLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return supervise(args.workspace, args.slots)
 
 
 if __name__ == "__main__":

@@ -227,13 +227,14 @@ class Runner:
         return False
 
 
-def main(settings: Settings, slots: int | None = None) -> int:
-    """Entry of `python -m miniautoml.jobs runner`: drain the queue, wait idle a while, exit."""
+def main(settings: Settings, slots: int | None = None, slot: IO[str] | None = None) -> int:
+    """The runner (`train runner`, or forked by its supervisor holding `slot`, jobs/supervisor.py):
+    drain the queue, wait idle a while, exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner[%(process)d] %(levelname)s %(message)s")
     set_title(f"miniautoml runner {settings.workspace}")
     slots = slots if slots is not None else max(1, max_runners(settings))
     # The slot first: until a runner holds it, `submit`/`wait` see it free and spawn more runners.
-    slot = acquire_slot(settings, slots)
+    slot = acquire_slot(settings, slots) if slot is None else slots_mod.own_slot(slot)
     if slot is None:
         log.info("all %d runner slot(s) taken; exiting", slots)
         return 0

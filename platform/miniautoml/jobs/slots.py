@@ -84,12 +84,18 @@ def acquire_slot(settings: Settings, slots: int) -> IO[str] | None:
     for slot in range(slots):
         fh = _try_lock(_slot_path(settings, slot))
         if fh is not None:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(ProcessRef.of(os.getpid()).encode())
-            fh.flush()
-            return fh
+            return own_slot(fh)
     return None
+
+
+def own_slot(fh: IO[str]) -> IO[str]:
+    """Name this process as the holder of slot `fh` (e.g. a runner forked holding its
+    supervisor's slot): `live_runners` and `stop_runners` see it."""
+    fh.seek(0)
+    fh.truncate()
+    fh.write(ProcessRef.of(os.getpid()).encode())
+    fh.flush()
+    return fh
 
 
 def release_slot(fh: IO[str]) -> None:

@@ -77,6 +77,8 @@ def _loaded_code() -> dict[str, int]:
 def preload() -> bool:
     """Import the job's and trainer's modules into this process; False (jobs start cold) on failure."""
     global _loaded
+    if _loaded is not None:  # a supervised runner: its supervisor preloaded (and noted the code's mtimes)
+        return True
     start = time.perf_counter()
     try:
         for name in PRELOAD:

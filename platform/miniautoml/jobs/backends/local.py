@@ -30,8 +30,8 @@ LOCAL = "local"
 
 
 def spawn_runner(settings: Settings) -> int:
-    """Start a detached runner process for the workspace (a session of its own: it survives the
-    submitting shell's Ctrl-C and exit); returns its pid."""
+    """Start a detached, supervised runner for the workspace (jobs/supervisor.py), in a session
+    of its own: it survives the submitting shell's Ctrl-C and exit. Returns the supervisor's pid."""
     argv = [sys.executable, "-m", "miniautoml.jobs", "runner", "--workspace", str(settings.workspace)]
     return spawn(child_command(settings, argv, settings.workspace), log=store.logs_dir(settings) / "runner.log").pid
 
