@@ -10,11 +10,15 @@ from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def lab_run(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("lab") / "ws"
-    out = run_cli(ws, "lab")
+def lab_workspace(tmp_path_factory):
+    return tmp_path_factory.mktemp("lab") / "ws"
+
+
+@pytest.fixture(scope="module")
+def lab_run(lab_workspace):
+    out = run_cli(lab_workspace, "lab")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[12/12] done" in out.stderr  # progress is visible on stderr
+    assert "[13/13] done" in out.stderr  # progress is visible on stderr
     return out
 
 
@@ -29,7 +33,7 @@ def step(steps: list[dict], name: str, nth: int = 0) -> dict:
 
 def test_lab_runs_the_steps_in_the_books_order(lab_steps):
     assert [s["step"] for s in lab_steps] == [
-        "create_dataset", "prepare", "train", "run_info", "serve", "predict",
+        "create_dataset", "prepare", "train", "run_info", "golden", "serve", "predict",
         "update_dataset", "prepare", "train", "promote", "predict_champion", "done",
     ]
 
@@ -70,7 +74,7 @@ def test_lab_champion_answers_from_the_promoted_version(lab_steps):
 
 
 def epoch_lines(stderr: str, step_prefix: str) -> list[str]:
-    """The epoch lines printed under a step (between its `[n/12]` line and the next step's)."""
+    """The epoch lines printed under a step (between its `[n/13]` line and the next step's)."""
     lines = stderr.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(step_prefix))
     end = next(i for i, line in enumerate(lines) if i > start and line.startswith("["))
@@ -78,7 +82,7 @@ def epoch_lines(stderr: str, step_prefix: str) -> list[str]:
 
 
 def test_lab_shows_each_training_epoch_on_stderr(lab_run):
-    first, second = epoch_lines(lab_run.stderr, "[3/12] train"), epoch_lines(lab_run.stderr, "[9/12] retrain")
+    first, second = epoch_lines(lab_run.stderr, "[3/13] train"), epoch_lines(lab_run.stderr, "[10/13] retrain")
     assert first[0].startswith("epoch 1/10  loss ") and "val_accuracy" in first[0]
     assert second[0].startswith("epoch 1/20  loss ")
     assert [int(line.split()[1].split("/")[0]) for line in first] == list(range(1, len(first) + 1))
@@ -87,11 +91,30 @@ def test_lab_shows_each_training_epoch_on_stderr(lab_run):
 def test_lab_ends_with_a_summary_of_the_champion_and_the_service(lab_steps, lab_run):
     promoted, done = step(lab_steps, "promote"), step(lab_steps, "done")
     accuracy = promoted["test_accuracy"][promoted["version"]]
-    assert done["champion"] == {"model": "lab-intent@champion", "version": promoted["version"], "test_accuracy": accuracy}
+    assert done["champion"] == {"model": "lab-intent@champion", "version": promoted["version"], "test_accuracy": accuracy,
+                                "gate": promoted["gate"]}
     assert lab_run.error_line == (
-        f"champion lab-intent@champion = version {promoted['version']}, test_accuracy {accuracy:.3f}; "
+        f"champion lab-intent@champion = version {promoted['version']}, test_accuracy {accuracy:.3f}, "
+        f"gate {promoted['gate']}; "
         f"service {step(lab_steps, 'serve')['url']} (stopped; --keep-serving leaves it running)"
     )
+
+
+def test_lab_promotes_through_the_gate_with_both_models_evaluated_on_one_golden_set(lab_steps, lab_workspace):
+    """The retrained version (it knows all 12 intents; the first knows 10) passes the gate on the demo's
+    evaluation part, a snapshot disjoint from both training snapshots."""
+    golden = step(lab_steps, "golden")["golden"]
+    assert (golden["dataset_name"], golden["version_hash"], golden["rows"]) == ("lab-intents-golden", "hashAg==", 113)
+    promoted = step(lab_steps, "promote")
+    decision = promoted["decision"]
+    assert (promoted["gate"], promoted["candidate"], promoted["version"]) == ("passed", "2", "2")
+    assert (decision["candidate"]["version"], decision["baseline"]["version"]) == ("2", "1")
+    assert decision["golden"]["snapshot_md5"] == golden["snapshot_md5"]
+    assert decision["candidate"]["metrics"]["accuracy"] >= decision["baseline"]["metrics"]["accuracy"]
+    for version, side in (("1", "baseline"), ("2", "candidate")):
+        [evaluation] = run_cli(lab_workspace, "models", "show", "lab-intent", version).json["evaluations"]
+        assert evaluation["run_id"] == decision[side]["evaluation_run_id"]
+        assert (evaluation["snapshot_md5"], evaluation["overlap_rows"]) == (golden["snapshot_md5"], 0)
 
 
 @pytest.mark.parametrize("algorithm", ["nosuch", "image-gan"])

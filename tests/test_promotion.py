@@ -89,6 +89,18 @@ def test_a_better_version_passes_and_the_service_switches_to_it(ws: EvalWorkspac
                interval=0.5)
 
 
+def test_a_sweeps_alias_goes_through_the_gate_and_stays_when_its_best_trial_is_worse(ws: EvalWorkspace):
+    before = holder(ws)
+    result = ws.cli("train", "sweep", "--dataset", "intents", "--version-hash", "hashBg==", "--model-name", MODEL,
+                    "--trials", "2", "--parallel", "1", "--seed", "1", "--alias", "champion",
+                    "-P", "lr=interval(0.00005, 0.0001)", "-P", "epochs=1", timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.json
+    assert (out["status"], out["gate"], out["gate_failed"]) == ("FINISHED", "failed", ["accuracy >= holder + 0"])
+    assert holder(ws) == before != out["model_version"]
+    assert ws.client().get_model_version(MODEL, out["model_version"]).tags["miniautoml.gate"] == "failed"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -53,3 +53,5 @@ class SweepResult:
     backend: str
     study: str  # the Optuna journal file
     trials: list[TrialRecord] = field(default_factory=list)
+    gate: str | None = None  # with --alias: none | passed | failed | forced (evaluation.promotion)
+    gate_failed: list[str] = field(default_factory=list)  # the checks the best trial failed

@@ -350,8 +350,11 @@ def _finish(settings: Settings, client: "MlflowClient", plan: SweepPlan, result:
     tags |= {k: run_tags[k] for k in LINEAGE_TAGS if run_tags.get(k)}
     version = registry.register_run_model(settings, best.run_id, plan.request.model_name, tags)
     store.set_tags(client, best.run_id, {store.MODEL_NAME: version.name, store.MODEL_VERSION: version.version})
-    if plan.alias:
-        registry.promote(settings, version.name, version.version, plan.alias)
+    if plan.alias:  # through the gate: with a golden set, the alias moves only if the best trial passes
+        from miniautoml.evaluation.promotion import promote
+
+        promoted = promote(settings, version.name, version.version, plan.alias)
+        result.gate, result.gate_failed = promoted.gate, promoted.failed
     result.best_run_id, result.best_value, result.model_version = best.run_id, best.value, version.version
     result.status = "FINISHED"
     store.set_tags(client, result.sweep_id, {BEST_RUN_TAG: best.run_id, BEST_TRIAL_TAG: str(best.number),
@@ -360,5 +363,6 @@ def _finish(settings: Settings, client: "MlflowClient", plan: SweepPlan, result:
     pruned = sum(t.status == records.PRUNED for t in result.trials)
     message = (f"best {plan.metric} {best.value:.4f} (trial {best.number}); "
                f"registered {version.name} version {version.version}" + (f"; {failed} trial(s) failed" if failed else "")
-               + (f"; {pruned} pruned" if pruned else ""))
+               + (f"; {pruned} pruned" if pruned else "")
+               + (f"; the gate refused @{plan.alias} ({'; '.join(result.gate_failed)})" if result.gate == "failed" else ""))
     _end_parent(client, result.sweep_id, "FINISHED", message, result)
