@@ -30,6 +30,9 @@ EXPERIMENT = "miniautoml"
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 # What `mlflow run` imports: a warm runner imports them once, before forking jobs.
 PROJECT_MODULES = ("mlflow.projects", "mlflow.projects.backend.local")
+# What a client of a database store imports on its first call: a runner's supervisor imports it
+# once, so each runner it forks starts serving at once (jobs/supervisor.py).
+CLIENT_MODULES = ("mlflow.store.tracking.sqlalchemy_store",)
 NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 INVALID_CODE = "INVALID_PARAMETER_VALUE"
 

@@ -63,8 +63,11 @@ def supervise(workspace: str | None, slots: int | None = None) -> int:
         return 0
     if warm.enabled():  # holding the slot: a submit meanwhile starts no other runner
         warm.preload()
-    for name in ("miniautoml.jobs.runner", "miniautoml.adapters.mlflow", "mlflow.store.tracking.sqlalchemy_store"):
-        with contextlib.suppress(ImportError):  # what a runner imports before it serves: none again per fork
+    from miniautoml.adapters import mlflow as mlflow_adapter
+    from miniautoml.jobs import runner  # noqa: F401 - what a runner imports before it serves
+
+    for name in mlflow_adapter.CLIENT_MODULES:  # its client's store: none of it again per fork
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
     gc.freeze()  # what is loaded now stays shared with each forked runner, not copied by the GC
