@@ -173,12 +173,12 @@ IN_PROCESS = r"""
 import json, sys, time
 import pandas as pd
 import mlflow.pyfunc
-from miniautoml import serving
+from miniautoml.serving import server
 
 import torch
 
 run_id, docs = sys.argv[1], json.loads(sys.argv[2])
-model = serving.load_python_model(serving.ModelSource(run_id, f"runs:/{run_id}/model"))
+model = server.load_python_model(server.ModelSource(run_id, f"runs:/{run_id}/model"))
 pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
 torch.set_num_threads(1)  # as in one server worker (bentos/service.py); loading may not pin it
 

@@ -3,7 +3,7 @@
 Two ways to run it:
 - from the repository (`miniautoml serve`, or `bentoml serve service:PredictionService` in
   `bentos/`): any model the workspace's MLflow knows, by run id, NAME@ALIAS or NAME/VERSION,
-  fetched on first use into a bounded cache (`miniautoml.serving.ModelPool`);
+  fetched on first use into a bounded cache (`miniautoml.server.ModelPool`);
 - as a bento (`miniautoml bento build ...`, then `bentoml serve TAG`): exactly one model, imported
   into the BentoML model store at build time and named by the bento argument `model`; no MLflow
   tracking server is needed at run time.
@@ -18,7 +18,7 @@ HTTP (JSON):
   GET  /livez /readyz /metrics   (readyz: only when the tracking store answers)
   GET  /docs.json      the OpenAPI document: limits, model id pattern and error statuses included
 Any MLflow pyfunc model is served: ours through their fast `predict_texts`, any other through
-`pyfunc.predict` with the documents as its signature's string input (`miniautoml.serving.predictors`);
+`pyfunc.predict` with the documents as its signature's string input (`miniautoml.serving.server.predictors`);
 its `scores` are `{}` unless its output is label -> probability columns. A model whose signature
 cannot take text answers 422 naming its signature.
 model_name/model_version name the registered version the answering run is (null if none), by
@@ -44,9 +44,10 @@ from starlette.responses import Response
 
 from miniautoml import serving
 from miniautoml.compat import bentoml as compat_bentoml
-from miniautoml.serving import auth, bentoml_io, bodies, middleware, worker
+from miniautoml.serving import auth, server
+from miniautoml.serving.server import bentoml_io, bodies, middleware, worker
 from miniautoml.redact import redact_uri
-from miniautoml.serving.answers import Answers, Reply
+from miniautoml.serving.server.answers import Answers, Reply
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in server logs
 log = logging.getLogger("miniautoml.bentos.service")
@@ -85,7 +86,7 @@ class PredictionService:
             from miniautoml.config import load_settings
 
             self.settings = load_settings()
-            self.pool = serving.pool_for_workspace(
+            self.pool = server.pool_for_workspace(
                 self.settings,
                 OPTIONS,
                 on_load=self._loaded,
@@ -103,15 +104,15 @@ class PredictionService:
         worker.tune_gc(OPTIONS)
         worker.observe_gc_pauses(metrics.gc_pause)
 
-    def _loaded(self, model: serving.LoadedModel) -> None:
+    def _loaded(self, model: server.LoadedModel) -> None:
         worker.metrics().loads.labels(run_id=model.run_id).inc()
         worker.tune_gc(OPTIONS)  # the first load imports MLflow's pyfunc machinery: freeze that too
 
-    def _bento_pool(self) -> serving.ModelPool:
+    def _bento_pool(self) -> server.ModelPool:
         stored = self.bento_model  # bentoml.Model in the bento's model store
         labels = dict(stored.info.labels)
         version = labels.get("registered_version") or ""
-        source = serving.ModelSource(
+        source = server.ModelSource(
             run_id=labels["run_id"],
             model_uri=str(stored.tag),
             name=labels.get("registered_name") or None,
@@ -119,10 +120,10 @@ class PredictionService:
             dataset_id=labels.get("dataset_id") or None,
             version_hash=labels.get("version_hash") or None,
         )
-        resolver = serving.StaticResolver(source, serving.bento_model_ids(source, labels.get("model_id")))
-        pool = serving.ModelPool(
+        resolver = server.StaticResolver(source, server.bento_model_ids(source, labels.get("model_id")))
+        pool = server.ModelPool(
             resolver,
-            loader=lambda source: serving.predictor_for(bentoml.mlflow.load_model(stored), source.run_id),
+            loader=lambda source: server.predictor_for(bentoml.mlflow.load_model(stored), source.run_id),
             capacity=1,
             alias_refresh_seconds=0,
         )

@@ -134,6 +134,32 @@ def test_the_bento_names_its_model_and_pins_a_cpu_torch_without_a_lock_file(buil
     assert (root / "src" / "service.py").is_file() and (root / "src" / "miniautoml" / "serving" / "__init__.py").is_file()
 
 
+def test_the_bento_carries_every_module_its_service_imports(tmp_path: Path) -> None:
+    """A bento's image has no miniautoml but its own copy: the service imported from a bento's
+    src/ loads each of our modules from there (in this venv, one left out would quietly come from
+    the checkout instead)."""
+    import sys
+
+    from miniautoml.bentos import copy_service
+
+    src = tmp_path / "src"
+    src.mkdir()
+    copy_service(src)
+    probe = (
+        "import json, sys; import service; "
+        "print(json.dumps(sorted(m.__file__ for n, m in list(sys.modules.items()) if n.split('.')[0] == 'miniautoml')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=src, capture_output=True, text=True, timeout=300,
+        env=clean_env(PYTHONPATH=str(src)),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert any(f.endswith("server/pool.py") for f in loaded)
+    assert [f for f in loaded if not Path(f).is_relative_to(src)] == []
+    assert not (src / "miniautoml" / "serving" / "client").exists()  # the client stays out
+
+
 def test_the_served_bento_answers_like_the_registry_model(bento_server: Server, models: TrainedModels) -> None:
     expected = models.pyfunc_predictions(models.run_v1, TEXTS)
     for model_id in (f"{models.name}@champion", f"{models.name}/1", models.run_v1):

@@ -13,7 +13,7 @@ from test_serving_parts import Sent, http_scope, receiver
 
 from miniautoml import compat
 from miniautoml.compat import bentoml as compat_bentoml
-from miniautoml.serving.answers import Reply
+from miniautoml.serving.server.answers import Reply
 
 OUTSIDE = compat.guard("a patch pinned elsewhere", "bentoml<1", unpatched="BentoML as it is")
 

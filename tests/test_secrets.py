@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 from serving_support import clean_env
 
-from miniautoml import serving
+from miniautoml.serving import server
 from miniautoml.config import PROJECT_ROOT, load_settings
 from miniautoml.redact import has_credentials, redact_text, redact_uri
 
@@ -93,7 +93,7 @@ def secret_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_bento_model_metadata_carries_no_password(secret_settings) -> None:
     from miniautoml.bentos import model_metadata
 
-    source = serving.ModelSource(run_id="0123abcd", model_uri="models:/intent/3", name="intent", version=3)
+    source = server.ModelSource(run_id="0123abcd", model_uri="models:/intent/3", name="intent", version=3)
     metadata = model_metadata(secret_settings, source)
     assert PASSWORD not in json.dumps(metadata)
     assert metadata["tracking_uri"] == "postgresql://alice:***@db.example:5432/mlflow?sslmode=require"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from miniautoml import serving
+from miniautoml.serving import server as serving_server
 from miniautoml.errors import NotFoundError, UserInputError
 from serving_support import (
     same_prediction,
@@ -461,28 +462,28 @@ class StandInRegistry:
         self.aliases = {"best": 1}
         self.resolves = 0
 
-    def resolve(self, ref: serving.ModelRef) -> serving.ModelSource:
+    def resolve(self, ref: serving.ModelRef) -> serving_server.ModelSource:
         self.resolves += 1
         if ref.kind == "run":
             if ref.run_id not in self.versions.values():
                 raise NotFoundError(f"no run {ref.run_id}")
-            return serving.ModelSource(ref.run_id, f"runs:/{ref.run_id}/model")
+            return serving_server.ModelSource(ref.run_id, f"runs:/{ref.run_id}/model")
         version = ref.version if ref.kind == "version" else self.aliases.get(ref.alias or "")
         if ref.name != "m" or version not in self.versions:
             raise NotFoundError(f"no {ref.text}")
-        return serving.ModelSource(self.versions[version], "uri", name="m", version=version)
+        return serving_server.ModelSource(self.versions[version], "uri", name="m", version=version)
 
     def ping(self) -> bool:
         return True
 
 
-def stand_in_pool(registry: StandInRegistry, loads: Counter, capacity: int = 4, delay: float = 0.0) -> serving.ModelPool:
-    def loader(source: serving.ModelSource) -> StandInModel:
+def stand_in_pool(registry: StandInRegistry, loads: Counter, capacity: int = 4, delay: float = 0.0) -> serving_server.ModelPool:
+    def loader(source: serving_server.ModelSource) -> StandInModel:
         loads[source.run_id] += 1
         time.sleep(delay)
         return StandInModel(source.run_id)
 
-    return serving.ModelPool(registry, loader, capacity=capacity, alias_refresh_seconds=0)
+    return serving_server.ModelPool(registry, loader, capacity=capacity, alias_refresh_seconds=0)
 
 
 @pytest.mark.parametrize(
@@ -525,8 +526,8 @@ def test_the_spaces_of_patterns_are_those_str_strip_removes() -> None:
 
 
 def test_a_bento_answers_by_run_id_with_its_registered_version() -> None:
-    source = serving.ModelSource("c" * 32, "intent:abc", name="intent", version=3)
-    resolver = serving.StaticResolver(source, serving.bento_model_ids(source, "intent@champion"))
+    source = serving_server.ModelSource("c" * 32, "intent:abc", name="intent", version=3)
+    resolver = serving_server.StaticResolver(source, serving_server.bento_model_ids(source, "intent@champion"))
     for model_id in ("c" * 32, "intent/3", "intent@champion"):
         resolved = resolver.resolve(serving.parse_model_id(model_id))
         assert (resolved.run_id, resolved.name, resolved.version) == ("c" * 32, "intent", 3)
@@ -558,7 +559,7 @@ def test_pool_switches_a_moved_alias_only_after_loading_the_new_model() -> None:
     seen_during_load: list[str | None] = []
     pool = stand_in_pool(registry, loads)
 
-    def loader(source: serving.ModelSource) -> StandInModel:
+    def loader(source: serving_server.ModelSource) -> StandInModel:
         served = pool.peek("m@best")
         seen_during_load.append(served.run_id if served else None)
         return StandInModel(source.run_id)

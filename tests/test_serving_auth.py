@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from miniautoml.errors import UserInputError
-from miniautoml.serving import auth, bentoml_io, middleware
-from miniautoml.serving.launch import exposure_warning, server_launch
+from miniautoml.serving import auth
+from miniautoml.serving.server import bentoml_io, middleware
+from miniautoml.serving.client.launch import exposure_warning, server_launch
 from miniautoml.serving.options import ServingOptions
 
 # --------------------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from miniautoml.errors import NotFoundError, UserInputError
-from miniautoml.serving import ModelPool, ModelRef, ModelSource, ServingOptions
-from miniautoml.serving import bentoml_io, bodies, middleware, worker
-from miniautoml.serving.answers import INLINE_DOCUMENTS, Answers, Reply, error
+from miniautoml.serving import ModelRef, ServingOptions
+from miniautoml.serving.server import ModelPool, ModelSource, bentoml_io, bodies, middleware, worker
+from miniautoml.serving.server.answers import INLINE_DOCUMENTS, Answers, Reply, error
 
 OPTIONS = ServingOptions(max_document_chars=20, max_batch_documents=5, max_top_k=4)
 REQUESTS = bodies.request_models(OPTIONS)
@@ -393,7 +393,7 @@ def test_a_collection_is_observed_once_with_its_generation_and_pause(generation:
 def test_server_launch_is_a_process_command_the_cli_execs(tmp_path):
     from miniautoml import processes
     from miniautoml.config import PROJECT_ROOT, load_settings
-    from miniautoml.serving import server_launch
+    from miniautoml.serving.client import server_launch
 
     launch = server_launch(load_settings(tmp_path), port=3123, workers=2)
     assert isinstance(launch, processes.Command)
@@ -434,7 +434,7 @@ def schema_of(*columns: tuple[str | None, str], required: bool = True) -> Any:
 
 
 def test_our_models_are_their_own_predictor_the_fast_path() -> None:
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     ours = StandInModel(RUN_A, [])
     assert predictor_for(FakePyfunc(schema_of(("text", "string")), python_model=ours), RUN_A) is ours
@@ -443,7 +443,7 @@ def test_our_models_are_their_own_predictor_the_fast_path() -> None:
 def test_a_foreign_model_gets_its_texts_as_the_signatures_one_string_column() -> None:
     import pandas as pd
 
-    from miniautoml.serving import PyfuncPredictor, predictor_for
+    from miniautoml.serving.server import PyfuncPredictor, predictor_for
 
     model = FakePyfunc(schema_of(("utterance", "string")), output=lambda frame: pd.Series([t.upper() for t in frame["utterance"]]))
     predictor = predictor_for(model, RUN_A)
@@ -456,7 +456,7 @@ def test_a_foreign_model_gets_its_texts_as_the_signatures_one_string_column() ->
 def test_a_foreign_model_without_a_named_column_gets_a_list_of_strings(schema: Any) -> None:
     import numpy as np
 
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     model = FakePyfunc(schema_of((None, "string")) if schema else None, output=lambda texts: np.array([len(t) for t in texts]))
     assert predictor_for(model, RUN_A).predict_texts(["ab", "c"]) == [{"result": "2", "scores": {}}, {"result": "1", "scores": {}}]
@@ -466,7 +466,7 @@ def test_a_foreign_model_without_a_named_column_gets_a_list_of_strings(schema: A
 def test_label_probability_columns_become_the_top_k_scores() -> None:
     import pandas as pd
 
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     frame = pd.DataFrame({"greet": [0.7, 0.1], "bye": [0.2, 0.6], "other": [0.1, 0.3]})
     predictor = predictor_for(FakePyfunc(schema_of(("text", "string")), output=frame), RUN_A)
@@ -481,7 +481,7 @@ def test_label_probability_columns_become_the_top_k_scores() -> None:
 def test_a_frame_with_a_label_column_and_score_mappings_keeps_both() -> None:
     import pandas as pd
 
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     frame = pd.DataFrame({"result": ["greet"], "scores": [{"greet": 0.9, "bye": 0.1}]})
     predictor = predictor_for(FakePyfunc(None, output=frame), RUN_A)
@@ -490,7 +490,7 @@ def test_a_frame_with_a_label_column_and_score_mappings_keeps_both() -> None:
 
 def test_an_output_of_another_length_is_an_error() -> None:
     from miniautoml.errors import MiniAutoMLError
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     with pytest.raises(MiniAutoMLError, match="answered 1 predictions for 2 documents"):
         predictor_for(FakePyfunc(None, output=["x"]), RUN_A).predict_texts(["a", "b"])
@@ -506,7 +506,7 @@ def test_an_output_of_another_length_is_an_error() -> None:
     ids=["numeric", "two strings required", "one number"],
 )
 def test_a_model_whose_signature_cannot_take_text_raises_naming_it(columns: tuple, shown: str) -> None:
-    from miniautoml.serving import UnsupportedModelError, predictor_for
+    from miniautoml.serving.server import UnsupportedModelError, predictor_for
 
     predictor = predictor_for(FakePyfunc(schema_of(*columns)), RUN_A)
     with pytest.raises(UnsupportedModelError) as raised:
@@ -520,7 +520,7 @@ def test_a_model_whose_signature_cannot_take_text_raises_naming_it(columns: tupl
 def test_an_optional_input_beside_the_one_required_string_is_left_out() -> None:
     from mlflow.types import ColSpec, Schema
 
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     schema = Schema([ColSpec("string", "text"), ColSpec("double", "weight", required=False)])
     model = FakePyfunc(schema, output=["x"])
@@ -529,7 +529,7 @@ def test_an_optional_input_beside_the_one_required_string_is_left_out() -> None:
 
 
 def test_a_model_that_cannot_take_text_answers_422_and_stays_cached() -> None:
-    from miniautoml.serving import predictor_for
+    from miniautoml.serving.server import predictor_for
 
     loads: Counter = Counter()
 

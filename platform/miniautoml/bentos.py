@@ -6,11 +6,12 @@ run, dataset and registry version), and builds a bento of `bentos/service.py` wh
 `model` names that BentoML model. `bentoml serve TAG` then answers /predict with exactly that
 model; `bentoml containerize TAG` makes an OCI image of it. Any MLflow pyfunc model can be
 packed (ours or a foreign one, e.g. an `mlflow.sklearn` pipeline): the service picks its predictor
-(`miniautoml.serving.predictors`) and the bento's packages add the model's own requirements.
+(`miniautoml.serving.server.predictors`) and the bento's packages add the model's own requirements.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import tempfile
@@ -21,18 +22,13 @@ from pathlib import Path
 import yaml
 
 from miniautoml import serving
+from miniautoml.serving import server
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError
 from miniautoml.redact import redact_uri
 
 BENTOS_DIR = PROJECT_ROOT / "bentos"
 PACKAGE_DIR = Path(serving.__file__).resolve().parents[1]
-# The part of `miniautoml` a bento's service imports (serving and what it needs, nothing else):
-# the closure of service.py's module-level imports. A bento's image has nothing else of ours.
-BENTO_MODULES = (
-    "__init__.py", "errors.py", "config.py", "serving/*.py",
-    "processes.py", "files.py", "ids.py", "redact.py",
-)
 # What a bento's image installs, pinned to the versions of this environment at build time.
 # mlflow-skinny: pyfunc loading without the tracking server's dependencies.
 PACKAGES = ("mlflow-skinny", "pandas", "numpy", "orjson", "uvloop", "httptools", "prometheus-client")
@@ -56,7 +52,60 @@ class BentoBuild:
     containerize: str  # the command that makes an image of it
 
 
-def _store_name(source: serving.ModelSource) -> str:
+def _module_level_imports(path: Path) -> list[str]:
+    """Modules a file imports when it is imported (`from a import b` also names `a.b`: b may be a
+    module); those inside functions and under `if TYPE_CHECKING:` are left out."""
+    names: list[str] = []
+    todo = list(ast.parse(path.read_text(encoding="utf-8"), str(path)).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            todo += node.body + node.orelse
+        elif isinstance(node, (ast.Try, ast.With)):
+            todo += node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", [])
+            todo += [stmt for handler in getattr(node, "handlers", []) for stmt in handler.body]
+    return names
+
+
+def _package_files(module: str) -> list[Path]:
+    """The files of `miniautoml` importing `module` loads: its own and each package's __init__.py."""
+    parts = module.split(".")
+    if parts[0] != "miniautoml":
+        return []
+    files = [PACKAGE_DIR.joinpath(*parts[1:i], "__init__.py") for i in range(1, len(parts))]
+    files += [PACKAGE_DIR.joinpath(*parts[1:]).with_suffix(".py"), PACKAGE_DIR.joinpath(*parts[1:], "__init__.py")]
+    return [f for f in files if f.is_file()]
+
+
+def service_modules(service: Path = BENTOS_DIR / "service.py") -> list[Path]:
+    """What a bento carries of `miniautoml` (its image has nothing else of ours): the files that
+    importing `service` loads, found from the imports made at module level, transitively. The
+    service imports more inside functions only on the registry path, which a bento never takes."""
+    found: set[Path] = set()
+    todo = [service]
+    while todo:
+        for module in _module_level_imports(todo.pop()):
+            for path in _package_files(module):
+                if path not in found:
+                    found.add(path)
+                    todo.append(path)
+    return sorted(found)
+
+
+def copy_service(dest: Path) -> None:
+    """The service and the modules it imports, laid out in `dest` as a bento's `src/`."""
+    shutil.copy2(BENTOS_DIR / "service.py", dest / "service.py")
+    for module in service_modules():
+        target = dest / "miniautoml" / module.relative_to(PACKAGE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(module, target)
+
+
+def _store_name(source: server.ModelSource) -> str:
     """A BentoML tag name (lowercase letters, digits, '-', '_', '.') for the model's bento."""
     base = source.name if source.name else f"run-{source.run_id[:12]}"
     name = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._") or "model"
@@ -107,7 +156,7 @@ def _bentofile(template: Path, packages: list[str]) -> dict:
     return config
 
 
-def model_metadata(settings: Settings, source: serving.ModelSource) -> dict[str, str]:
+def model_metadata(settings: Settings, source: server.ModelSource) -> dict[str, str]:
     """What the BentoML model records of where it came from. It ships inside the bento and its
     image, so nothing secret: URIs lose their passwords and credential parameters."""
     return {
@@ -132,7 +181,7 @@ def build_bento(
     from miniautoml.adapters import bentoml as bentoml_adapter
 
     ref = serving.parse_model_id(model_id)
-    source = serving.MlflowResolver(settings).resolve(ref)
+    source = server.MlflowResolver(settings).resolve(ref)
     store_name = name or _store_name(source)
     labels = {
         "model_id": ref.text,
@@ -153,12 +202,7 @@ def build_bento(
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bento-build-", dir=build_root or settings.state_dir) as tmp:
         ctx = Path(tmp)
-        shutil.copy2(BENTOS_DIR / "service.py", ctx / "service.py")
-        for pattern in BENTO_MODULES:
-            for module in PACKAGE_DIR.glob(pattern):
-                target = ctx / "miniautoml" / module.relative_to(PACKAGE_DIR)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(module, target)
+        copy_service(ctx)
         bentofile = ctx / "bentofile.yaml"
         packages = _with_model_requirements(
             _pinned_packages(), bentoml_adapter.mlflow_model_requirements(settings, model_tag)

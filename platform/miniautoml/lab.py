@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miniautoml import algorithms, datasets, jobs, registry, runs, serving, stack
+from miniautoml import algorithms, datasets, jobs, registry, runs, stack
+from miniautoml.serving import client as serving_client
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import UserInputError
 from miniautoml.evaluation import golden as golden_sets
@@ -100,7 +101,7 @@ def _predict_until(url: str, model_id: str, sentence: str, version: str, timeout
     """Predict by alias until the answer comes from `version` (the service refreshes aliases)."""
     deadline = time.monotonic() + timeout
     while True:
-        answer = serving.request_prediction(url, model_id, [sentence])
+        answer = serving_client.request_prediction(url, model_id, [sentence])
         if str(answer.get("model_version")) == str(version) or time.monotonic() >= deadline:
             return answer
         time.sleep(0.5)
@@ -147,7 +148,7 @@ def run_lab(settings: Settings, options: LabOptions, progress: Callable[[str], N
         yield LabStep("serve", {"url": url, "pid": server.pid, "champion": f"{MODEL_NAME}@{ALIAS}"})
 
         progress("[7/13] predict by model id")
-        yield LabStep("predict", serving.request_prediction(url, job1["job_id"], [options.sentence]))
+        yield LabStep("predict", serving_client.request_prediction(url, job1["job_id"], [options.sentence]))
 
         progress(f"[8/13] update the dataset with {second} (lab-005)")
         summary = datasets.update_dataset(settings, summary.dataset_id, second, "lab-005: more intents", {"lab": "005"})

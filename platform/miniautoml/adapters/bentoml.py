@@ -1,7 +1,7 @@
 """BentoML: its model store, bento builds and the `bentoml` command line.
 
 The only platform module that imports `bentoml`, apart from the service's own parts
-(`miniautoml.serving.bentoml_io`; the service lives in `bentos/`) and `miniautoml.compat.bentoml`.
+(`miniautoml.serving.server.bentoml_io`; the service lives in `bentos/`) and `miniautoml.compat.bentoml`.
 BentoML reads BENTOML_HOME once, when its stores are first used, so `use_workspace()` must run
 before anything touches them; child processes get the same through `env()`.
 """

@@ -46,8 +46,8 @@ def serve(
 
     from miniautoml import processes
     from miniautoml.ports import require_free_port
-    from miniautoml.serving import server_launch
-    from miniautoml.serving.launch import exposure_warning
+    from miniautoml.serving.client import server_launch
+    from miniautoml.serving.client.launch import exposure_warning
 
     settings = settings_of(ctx)
     keys = api_keys_file or os.environ.get("MINIAUTOML_API_KEYS_FILE", "").strip()
@@ -76,7 +76,7 @@ def serve(
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds to wait for the answer.")
 def predict(model_id: str, documents: tuple[str, ...], url: str, top_k: int, timeout: float) -> None:
     """Classify DOCUMENTS with MODEL_ID (run id, NAME@ALIAS or NAME/VERSION) on a running server."""
-    from miniautoml.serving import request_prediction
+    from miniautoml.serving.client import request_prediction
 
     emit(request_prediction(url, model_id, documents, top_k=top_k, timeout=timeout))
 

@@ -20,7 +20,7 @@ from miniautoml.errors import NotFoundError, UserInputError, shown
 from miniautoml.evaluation import data, golden as golden_sets
 from miniautoml.evaluation.records import EXPERIMENT, METRICS, Evaluation, GoldenSet
 from miniautoml.locks import file_lock
-from miniautoml.serving.predictors import predictor_for
+from miniautoml.serving.server.predictors import predictor_for
 
 if TYPE_CHECKING:
     import pandas as pd

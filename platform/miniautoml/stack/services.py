@@ -261,9 +261,9 @@ def serve_launch(
 ) -> Launch:
     """The prediction service of `bentos/` on the workspace's registry, `env` added to its environment.
 
-    Its command line is the one `miniautoml serve` runs (`miniautoml.serving.server_launch`).
+    Its command line is the one `miniautoml serve` runs (`miniautoml.serving.client.server_launch`).
     """
-    from miniautoml.serving import server_launch
+    from miniautoml.serving.client import server_launch
 
     server = server_launch(settings, host=host, port=port)
     command = Command(list(server.argv), server.cwd, {**_service_env(settings, keys), **server.env, **(env or {})})

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from miniautoml.serving.answers import error
+from miniautoml.serving.server.answers import error
 
 
 # Paths answered without a key: probes, the OpenAPI document, the Swagger UI and its files.

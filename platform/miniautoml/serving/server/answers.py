@@ -19,10 +19,10 @@ import orjson  # ~3x faster than json for these small bodies; pinned in every be
 from starlette.responses import Response
 
 from miniautoml.errors import NotFoundError, UserInputError
-from miniautoml.serving.bodies import InvalidRequest
-from miniautoml.serving.pool import ModelPool, ServedModel
-from miniautoml.serving.predictors import UnsupportedModelError
-from miniautoml.serving.resolver import NotRegisteredError
+from miniautoml.serving.server.bodies import InvalidRequest
+from miniautoml.serving.server.pool import ModelPool, ServedModel
+from miniautoml.serving.server.predictors import UnsupportedModelError
+from miniautoml.serving.server.resolver import NotRegisteredError
 
 log = logging.getLogger(__name__)
 

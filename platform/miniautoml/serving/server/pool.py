@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
 from miniautoml.serving.model_id import ModelRef, parse_model_id
 from miniautoml.serving.options import ServingOptions
-from miniautoml.serving.resolver import Loader, MlflowResolver, ModelSource, PythonModel, Resolver, load_python_model
+from miniautoml.serving.server.resolver import Loader, MlflowResolver, ModelSource, PythonModel, Resolver, load_python_model
 
 if TYPE_CHECKING:
     from miniautoml.config import Settings

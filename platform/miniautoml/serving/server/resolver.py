@@ -3,7 +3,7 @@
 Every form of model id ends at a run id, the key of the model pool's cache. `MlflowResolver`
 asks the workspace's tracking store; `StaticResolver` is a bento's, which knows one model only.
 `load_python_model` loads what a `ModelSource` names through MLflow's pyfunc flavour, as a predictor
-(`miniautoml.serving.predictors`: our models' fast path, or the pyfunc adapter of any other model).
+(`miniautoml.serving.server.predictors`: our models' fast path, or the pyfunc adapter of any other model).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from miniautoml.errors import NotFoundError, UserInputError
 from miniautoml.serving.model_id import ModelRef
-from miniautoml.serving.predictors import Predictor, predictor_for
+from miniautoml.serving.server.predictors import Predictor, predictor_for
 
 if TYPE_CHECKING:
     from miniautoml.config import Settings

@@ -15,7 +15,7 @@ from typing import Any
 import bentoml
 from starlette.responses import Response
 
-from miniautoml.serving.bodies import BatchPrediction, ModelRequest, Prediction, parse_request
+from miniautoml.serving.server.bodies import BatchPrediction, ModelRequest, Prediction, parse_request
 from miniautoml.serving.options import ServingOptions
 
 
