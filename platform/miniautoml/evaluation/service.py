@@ -1,6 +1,6 @@
 """Evaluating a registered version on a snapshot: one MLflow evaluation run, cached.
 
-The version's answers come from the predictor serving uses (`serving.predictors`: our models'
+The version's answers come from the predictor serving uses (`serving.server.predictors`: our models'
 `predict_texts`, any other pyfunc model through its adapter), so the gate measures what the service
 would answer. Rows whose text the version trained on are left out and counted. The same version on
 the same snapshot (by md5) is evaluated once: later calls return that run (`cached: true`).
