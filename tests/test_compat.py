@@ -48,7 +48,7 @@ TOOLS = {
     "dvc_data": BOUNDARY,
     "dvc_objects": BOUNDARY,
     # bentoml_io declares the service's IO descriptors: part of the server, loaded by bentos/service.py only.
-    "bentoml": (*BOUNDARY, "serving/bentoml_io.py"),
+    "bentoml": (*BOUNDARY, "serving/server/bentoml_io.py"),
 }
 
 
