@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING
 
 from miniautoml.config import Settings
 from miniautoml.errors import MiniAutoMLError
-from miniautoml.jobs import finish, store, warm
+from miniautoml.jobs import finish, handoff, store, warm
 from miniautoml.jobs import slots as slots_mod
 from miniautoml.jobs.backends.local import LocalBackend, claim_abandoned, ensure_runner, spawn_runner
 from miniautoml.jobs.launch import child_command, launch_command
@@ -217,13 +217,15 @@ class Runner:
         if self.wake_fd is None or seconds <= 0 or (warm.enabled() and not warm.ready()):
             return False
         deadline = time.monotonic() + seconds
-        while self.stop_signal is None and self.settings.state_dir.is_dir():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            slots_mod.wait_wake(self.wake_fd, min(left, IDLE_QUEUE_CHECK_SECONDS))
-            if self.stop_signal is None and store.queued(self.client, self.experiment_id):
-                return True
+        with handoff.idle(self.settings):  # submits hand this runner their jobs to queue
+            while self.stop_signal is None and self.settings.state_dir.is_dir():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                slots_mod.wait_wake(self.wake_fd, min(left, IDLE_QUEUE_CHECK_SECONDS))
+                if self.stop_signal is None and (handoff.take_requests(self.settings, self.client, self.experiment_id)
+                                                 or store.queued(self.client, self.experiment_id)):
+                    return True
         return False
 
 

@@ -15,7 +15,7 @@ from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError, UserInputError
 from miniautoml.jobs import runner as runner_mod
 from miniautoml.jobs import slots as slots_mod
-from miniautoml.jobs import outcome, store
+from miniautoml.jobs import handoff, outcome, store
 from miniautoml.jobs.requests import build_request
 from miniautoml.jobs.store import JobStatus
 
@@ -76,7 +76,6 @@ def submit_job(
     ray = backends.RayBackend.connect(settings, dataset=not request.data_path) if backend == backends.RAY else None  # no cluster: nothing queued
     # a bad setting fails before queueing
     slots = slots_mod.max_runners(settings) if start_runner and ray is None else 0
-    client, experiment_id = _client(settings)
     tags = {
         **(extra_tags or {}),
         store.KIND: store.KIND_JOB,
@@ -94,16 +93,17 @@ def submit_job(
         tags[store.DATA_PATH] = request.data_path
     else:
         tags[store.DATASET_ID], tags[store.VERSION_HASH] = request.dataset_id, request.version_hash
-    with store.queue_lock(settings):
-        number = len(store.search_jobs(client, experiment_id, include_deleted=True)) + 1
-        tags[store.NUMBER] = str(number)
-        run = client.create_run(experiment_id, tags=tags, run_name=f"training job {number}")
-        client.update_run(run.info.run_id, status="SCHEDULED")
+    if slots:  # an idle warm runner queues it: no MLflow import here (jobs/handoff.py)
+        job_id = handoff.offer(settings, tags)
+        if job_id is not None:
+            return job_id
+    client, experiment_id = _client(settings)
+    job_id = store.create_job(settings, client, experiment_id, tags)
     if ray is not None:
-        ray.submit(client.get_run(run.info.run_id))
+        ray.submit(client.get_run(job_id))
     if slots:
         runner_mod.ensure_runner(settings)
-    return run.info.run_id
+    return job_id
 
 
 def _reconciled(settings: Settings, client: "MlflowClient", job_id: str):

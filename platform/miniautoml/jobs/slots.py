@@ -69,7 +69,7 @@ def _slot_path(settings: Settings, slot: int) -> Path:
     return path / f"slot-{slot}.lock"
 
 
-def _try_lock(path: Path) -> IO[str] | None:
+def try_lock(path: Path) -> IO[str] | None:
     fh = open(path, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -82,7 +82,7 @@ def _try_lock(path: Path) -> IO[str] | None:
 def acquire_slot(settings: Settings, slots: int) -> IO[str] | None:
     """Hold a free runner slot (the open, locked file) or None if all `slots` are taken."""
     for slot in range(slots):
-        fh = _try_lock(_slot_path(settings, slot))
+        fh = try_lock(_slot_path(settings, slot))
         if fh is not None:
             return own_slot(fh)
     return None
@@ -112,7 +112,7 @@ def live_runners(settings: Settings) -> list[ProcessRef]:
     found = []
     folder = settings.state_dir / "runners"
     for path in sorted(folder.glob("slot-*.lock")) if folder.is_dir() else []:
-        fh = _try_lock(path)
+        fh = try_lock(path)
         if fh is not None:
             release_slot(fh)
             continue
@@ -123,7 +123,7 @@ def live_runners(settings: Settings) -> list[ProcessRef]:
 
 def free_slot(settings: Settings, slots: int) -> bool:
     for slot in range(slots):
-        fh = _try_lock(_slot_path(settings, slot))
+        fh = try_lock(_slot_path(settings, slot))
         if fh is not None:
             fh.close()  # closing drops the flock
             return True

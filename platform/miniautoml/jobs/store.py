@@ -93,6 +93,15 @@ def queue_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
+def create_job(settings: Settings, client: "MlflowClient", experiment_id: str, tags: dict[str, str]) -> str:
+    """Queue a job: its run, numbered under the queue lock (the FIFO order), SCHEDULED; its id."""
+    with queue_lock(settings):
+        number = len(search_jobs(client, experiment_id, include_deleted=True)) + 1
+        run = client.create_run(experiment_id, tags={**tags, NUMBER: str(number)}, run_name=f"training job {number}")
+        client.update_run(run.info.run_id, status="SCHEDULED")
+    return run.info.run_id
+
+
 def logs_dir(settings: Settings) -> Path:
     path = settings.state_dir / "jobs"
     path.mkdir(parents=True, exist_ok=True)
