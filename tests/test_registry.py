@@ -6,6 +6,7 @@ import pytest
 from conftest import job_cli, job_settings
 
 from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.model_ref import ModelRef
 from miniautoml.registry import get_version, promote, registered_version, show_model, versions_of_run
 
 
@@ -61,7 +62,7 @@ def test_promote_points_an_alias_at_a_version(trained_job):
 def test_a_versions_aliases_are_the_same_in_list_show_and_show_version(trained_job):
     """One truth: the model's alias map. `models list` and `models show NAME` read versions with
     `search_model_versions`, which gives every version `aliases: []`; they must agree with it."""
-    promote(job_settings(trained_job.workspace), "intent", "1", "canary")
+    promote(job_settings(trained_job.workspace), ModelRef.of_version("intent", 1), "canary")
     listed = next(m for m in job_cli(trained_job.workspace, "models", "list").json if m["name"] == "intent")
     shown = job_cli(trained_job.workspace, "models", "show", "intent").json
     one = job_cli(trained_job.workspace, "models", "show", "intent", "1").json
@@ -72,7 +73,7 @@ def test_a_versions_aliases_are_the_same_in_list_show_and_show_version(trained_j
 
 
 def test_models_show_as_a_table_lists_each_version_with_its_aliases(trained_job):
-    promote(job_settings(trained_job.workspace), "intent", "1", "tabled")
+    promote(job_settings(trained_job.workspace), ModelRef.of_version("intent", 1), "tabled")
     shown = job_cli(trained_job.workspace, "models", "show", "intent", "--format", "table")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -84,7 +85,7 @@ def test_models_show_as_a_table_lists_each_version_with_its_aliases(trained_job)
 
 
 def test_show_resolves_a_version_by_alias(trained_job):
-    promote(job_settings(trained_job.workspace), "intent", "1", "staging")
+    promote(job_settings(trained_job.workspace), ModelRef.of_version("intent", 1), "staging")
     shown = job_cli(trained_job.workspace, "models", "show", "intent", "staging")
     assert shown.returncode == 0, shown.stderr
     assert shown.json["version"] == "1"
@@ -96,6 +97,8 @@ def test_show_resolves_a_version_by_alias(trained_job):
         (["show", "nosuch"], "error: model 'nosuch' not found in the registry"),
         (["promote", "intent", "99", "--alias", "champion"], "error: model 'intent' has no version '99'"),
         (["promote", "intent", "1"], "error: --alias is required"),
+        (["promote", "intent", "one", "--alias", "champion"], "error: version 'one': expected a version number"),
+        (["show", "intent", "no such"], "error: version 'no such': expected a version number (1, 2, ...) or an alias"),
     ],
 )
 def test_bad_registry_requests_are_clear_cli_errors(trained_job, args: list[str], message: str):
@@ -107,12 +110,13 @@ def test_bad_registry_requests_are_clear_cli_errors(trained_job, args: list[str]
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda s: get_version(s, "intent", "99"), NotFoundError, "model 'intent' has no version '99'"),
-        (lambda s: get_version(s, "intent", "nosuch-alias"), NotFoundError, "has no version 'nosuch-alias'"),
-        (lambda s: promote(s, "nosuch", "1", "champion"), NotFoundError, "model 'nosuch' not found"),
-        (lambda s: promote(s, "intent", "1", "latest"), UserInputError, "alias 'latest'"),
-        (lambda s: promote(s, "intent", "1", "v2"), UserInputError, "alias 'v2'"),
-        (lambda s: promote(s, "intent", "one", "champion"), UserInputError, "version 'one'"),
+        (lambda s: get_version(s, ModelRef.parse("intent/99")), NotFoundError, "model 'intent' has no version '99'"),
+        (lambda s: get_version(s, ModelRef.parse("intent@nosuch-alias")), NotFoundError, "has no alias 'nosuch-alias'"),
+        (lambda s: get_version(s, ModelRef.parse("a" * 32)), UserInputError, "expected NAME/VERSION or NAME@ALIAS"),
+        (lambda s: promote(s, ModelRef.parse("nosuch/1"), "champion"), NotFoundError, "model 'nosuch' not found"),
+        (lambda s: promote(s, ModelRef.parse("intent/1"), "latest"), UserInputError, "alias 'latest'"),
+        (lambda s: promote(s, ModelRef.parse("intent/1"), "v2"), UserInputError, "alias 'v2'"),
+        (lambda s: promote(s, ModelRef.parse("intent@champion"), "best"), UserInputError, "promote a version number"),
     ],
 )
 def test_bad_registry_requests_raise_clear_errors(trained_job, call, error, message):

@@ -491,7 +491,7 @@ def stand_in_pool(registry: StandInRegistry, loads: Counter, capacity: int = 4, 
     [("a" * 32, "run"), ("intent@champion", "alias"), ("intent/3", "version"), ("my model@prod-2", "alias")],
 )
 def test_model_ids_are_runs_aliases_or_versions(text: str, kind: str) -> None:
-    assert serving.parse_model_id(text).kind == kind
+    assert serving.ModelRef.parse(text).kind == kind
 
 
 @pytest.mark.parametrize(
@@ -501,7 +501,7 @@ def test_model_ids_are_runs_aliases_or_versions(text: str, kind: str) -> None:
 )
 def test_other_model_ids_are_rejected(text: str) -> None:
     with pytest.raises(UserInputError):
-        serving.parse_model_id(text)
+        serving.ModelRef.parse(text)
 
 
 @pytest.mark.parametrize(
@@ -511,7 +511,7 @@ def test_other_model_ids_are_rejected(text: str) -> None:
 )
 def test_the_declared_model_id_pattern_is_what_the_parser_accepts(text: str) -> None:
     try:
-        serving.parse_model_id(text)
+        serving.ModelRef.parse(text)
         accepted = True
     except UserInputError:
         accepted = False
@@ -529,7 +529,7 @@ def test_a_bento_answers_by_run_id_with_its_registered_version() -> None:
     source = serving_server.ModelSource("c" * 32, "intent:abc", name="intent", version=3)
     resolver = serving_server.StaticResolver(source, serving_server.bento_model_ids(source, "intent@champion"))
     for model_id in ("c" * 32, "intent/3", "intent@champion"):
-        resolved = resolver.resolve(serving.parse_model_id(model_id))
+        resolved = resolver.resolve(serving.ModelRef.parse(model_id))
         assert (resolved.run_id, resolved.name, resolved.version) == ("c" * 32, "intent", 3)
 
 

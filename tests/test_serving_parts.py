@@ -96,9 +96,10 @@ def call(app: Any, scope: dict, receive: Any) -> Sent:
 
 
 def test_a_valid_body_is_parsed_into_its_request() -> None:
+    """The model id is parsed here, once: the request carries its ModelRef to the pool."""
     request = bodies.parse_request(REQUESTS.predict, b'{"model_id": " intent@champion ", "document": "hi", "top_k": 2}')
     assert isinstance(request, REQUESTS.predict)
-    assert (request.model_id, request.document, request.top_k) == (" intent@champion ", "hi", 2)
+    assert (request.model_id, request.document, request.top_k) == (ModelRef.parse("intent@champion"), "hi", 2)
     batch = bodies.parse_request(REQUESTS.batch, b'{"model_id": "intent/1", "documents": ["a", "b"]}')
     assert (batch.documents, batch.top_k) == (["a", "b"], 3)
 

@@ -25,6 +25,7 @@ from miniautoml import serving
 from miniautoml.serving import server
 from miniautoml.config import PROJECT_ROOT, Settings
 from miniautoml.errors import MiniAutoMLError
+from miniautoml.model_ref import ModelRef
 from miniautoml.redact import redact_uri
 
 BENTOS_DIR = PROJECT_ROOT / "bentos"
@@ -167,7 +168,7 @@ def model_metadata(settings: Settings, source: server.ModelSource) -> dict[str, 
 
 def build_bento(
     settings: Settings,
-    model_id: str,
+    model_id: ModelRef | str,
     *,
     name: str | None = None,
     customize: Callable[[dict, Path], dict] | None = None,
@@ -180,7 +181,7 @@ def build_bento(
     [default: the workspace's state dir]."""
     from miniautoml.adapters import bentoml as bentoml_adapter
 
-    ref = serving.parse_model_id(model_id)
+    ref = model_id if isinstance(model_id, ModelRef) else ModelRef.parse(model_id)
     source = server.MlflowResolver(settings).resolve(ref)
     store_name = name or _store_name(source)
     labels = {

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from miniautoml.config import Settings
 from miniautoml.contract import tags as run_tags
 from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.model_ref import ModelRef
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -185,21 +186,23 @@ def show_model(settings: Settings, name: str) -> RegisteredModelInfo:
     return _model_info(rm, _with_runs(client, versions))
 
 
-def get_version(settings: Settings, name: str, version: str) -> ModelVersionInfo:
-    """A version by number ("3") or alias ("champion" / "@champion")."""
+def get_version(settings: Settings, ref: ModelRef) -> ModelVersionInfo:
+    """The version `ref` names: `NAME/VERSION` or `NAME@ALIAS` (`ModelRef.in_model` makes one of
+    the CLI's NAME and VERSION|ALIAS)."""
     from miniautoml.adapters import mlflow as mlflow_adapter
 
+    if ref.kind == "run" or ref.name is None:
+        raise UserInputError(f"model {ref.text!r}: expected NAME/VERSION or NAME@ALIAS, not a run id")
     client = _client(settings)
-    rm = _get_model(client, name)
-    ref = str(version).strip()
+    rm = _get_model(client, ref.name)
     known = ", ".join(f"@{a}" for a in sorted(rm.aliases or {})) or "none"
-    missing = f"model {rm.name!r} has no version {ref!r} (aliases: {known})"
+    what = "version" if ref.kind == "version" else "alias"
+    missing = f"model {rm.name!r} has no {what} {ref.selector!r} (aliases: {known})"
     with mlflow_adapter.errors(not_found=missing):
-        if ref.isdigit():
-            return _with_runs(client, [_version_info(client.get_model_version(rm.name, ref), _aliases(rm))])[0]
-        alias = ref.removeprefix("@")
-        if alias in (rm.aliases or {}):
-            mv = client.get_model_version_by_alias(rm.name, alias)
+        if ref.kind == "version":
+            return _with_runs(client, [_version_info(client.get_model_version(rm.name, ref.selector), _aliases(rm))])[0]
+        if ref.alias in (rm.aliases or {}):
+            mv = client.get_model_version_by_alias(rm.name, ref.selector)
             return _with_runs(client, [_version_info(mv, _aliases(rm))])[0]
     raise NotFoundError(missing)
 
@@ -229,14 +232,14 @@ def register_run_model(settings: Settings, run_id: str, name: str, tags: dict[st
     return _version_info(client.get_model_version(name, version), _aliases(client.get_registered_model(name)))
 
 
-def promote(settings: Settings, name: str, version: str, alias: str) -> ModelVersionInfo:
-    """Point `alias` at `version` of model `name` (moving it from any other version)."""
+def promote(settings: Settings, version: ModelRef, alias: str) -> ModelVersionInfo:
+    """Point `alias` at `version` (a `NAME/VERSION` ref), moving it from any other version."""
     from miniautoml.adapters import mlflow as mlflow_adapter
 
     alias = check_alias(alias)
-    if not str(version).strip().isdigit():
-        raise UserInputError(f"version {version!r}: expected a version number (1, 2, ...)")
-    target = get_version(settings, name, str(version).strip())
+    if version.kind != "version":
+        raise UserInputError(f"model {version.text!r}: promote a version number (NAME/1, NAME/2, ...)")
+    target = get_version(settings, version)
     client = _client(settings)
     with mlflow_adapter.errors(invalid=f"alias {alias!r}"):
         client.set_registered_model_alias(target.name, alias, target.version)

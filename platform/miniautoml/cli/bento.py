@@ -26,9 +26,11 @@ def build(ctx: click.Context, model_id: str, name: str | None) -> None:
     (with BENTOML_HOME set to the workspace's store, shown as `bentoml_home`).
     """
     from miniautoml.bentos import build_bento
+    from miniautoml.model_ref import ModelRef
 
-    info(f"building a bento of {model_id} ...")
-    emit(build_bento(settings_of(ctx), model_id, name=name))
+    ref = ModelRef.parse(model_id)  # a malformed id stops here, before the workspace is read
+    info(f"building a bento of {ref} ...")
+    emit(build_bento(settings_of(ctx), ref, name=name))
 
 
 @bento.command("containerize")
@@ -52,9 +54,11 @@ def containerize(
     (MINIAUTOML_API_KEYS_FILE).
     """
     from miniautoml.containers.image import containerize as build_image
+    from miniautoml.model_ref import ModelRef
 
-    info(f"containerizing {model_id} with {backend} (the first podman build also makes the Debian base) ...")
-    emit(build_image(settings_of(ctx), model_id, backend=backend, base=base, name=name,
+    ref = ModelRef.parse(model_id)
+    info(f"containerizing {ref} with {backend} (the first podman build also makes the Debian base) ...")
+    emit(build_image(settings_of(ctx), ref, backend=backend, base=base, name=name,
                      image_tag=image_tag, wheels_dir=wheels))
 
 

@@ -41,8 +41,9 @@ def show(ctx: click.Context, name: str, version: str | None) -> None:
 
     from miniautoml.evaluation.promotion import decisions_of
     from miniautoml.evaluation.service import evaluations_of
+    from miniautoml.model_ref import ModelRef
 
-    found = get_version(settings, name, version)
+    found = get_version(settings, ModelRef.in_model(name, version))
     emit({**dataclasses.asdict(found), "evaluations": evaluations_of(settings, found.name, found.version),
           "gate_decisions": decisions_of(found.tags)})
 

@@ -76,9 +76,11 @@ def serve(
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds to wait for the answer.")
 def predict(model_id: str, documents: tuple[str, ...], url: str, top_k: int, timeout: float) -> None:
     """Classify DOCUMENTS with MODEL_ID (run id, NAME@ALIAS or NAME/VERSION) on a running server."""
+    from miniautoml.model_ref import ModelRef
     from miniautoml.serving.client import request_prediction
 
-    emit(request_prediction(url, model_id, documents, top_k=top_k, timeout=timeout))
+    ref = ModelRef.parse(model_id)  # a malformed id is this command's error, not the server's 400
+    emit(request_prediction(url, ref.text, documents, top_k=top_k, timeout=timeout))
 
 
 commands = {"serve": serve, "predict": predict}

@@ -27,6 +27,7 @@ from miniautoml.adapters import podman
 from miniautoml.config import Settings
 from miniautoml.containers import base_image
 from miniautoml.errors import MiniAutoMLError, UserInputError
+from miniautoml.model_ref import ModelRef
 
 BACKENDS = ("podman", "docker")
 WHEELS_IN_BUILD = "/wheels"
@@ -118,7 +119,7 @@ def _image_tag(bento_tag: str, image_tag: str | None) -> str:
 
 def containerize(
     settings: Settings,
-    model_id: str,
+    model_id: ModelRef | str,
     *,
     backend: str = "podman",
     base: str | None = None,

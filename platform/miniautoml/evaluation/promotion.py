@@ -18,10 +18,11 @@ from typing import Any
 from miniautoml import registry
 from miniautoml.adapters import mlflow_evaluation as ev
 from miniautoml.config import Settings
-from miniautoml.errors import NotFoundError, UserInputError, shown
+from miniautoml.errors import NotFoundError
 from miniautoml.evaluation import gate, golden as golden_sets
 from miniautoml.evaluation.records import Evaluation, GateDecision, GateRule, GateSide, PromotionResult
 from miniautoml.evaluation.service import evaluate
+from miniautoml.model_ref import ModelRef
 
 GATE_TAG = "miniautoml.gate"  # on the candidate version: passed | failed | forced (the latest decision)
 BASELINE_TAG = "miniautoml.gate.baseline_version"
@@ -41,7 +42,7 @@ def _side(evaluation: Evaluation) -> GateSide:
 
 def _holder(settings: Settings, name: str, alias: str) -> str | None:
     try:
-        return registry.get_version(settings, name, f"@{alias}").version
+        return registry.get_version(settings, ModelRef.in_model(name, alias)).version
     except NotFoundError:
         return None
 
@@ -89,13 +90,11 @@ def promote(
     """Move `alias` of model `name` to `version` if it passes the gate (see the module's docstring)."""
     rule = rule or GateRule()
     alias = registry.check_alias(alias)
-    if not str(version).strip().isdigit():
-        raise UserInputError(f"version {shown(version)}: expected a version number (1, 2, ...)")
-    candidate = registry.get_version(settings, name, str(version).strip())
+    candidate = registry.get_version(settings, ModelRef.of_version(name, version))
     target = golden_sets.resolve(settings, candidate.name, dataset, version_hash)
     holder = _holder(settings, candidate.name, alias)
     if target is None:
-        moved = registry.promote(settings, candidate.name, candidate.version, alias)
+        moved = registry.promote(settings, ModelRef.of_version(candidate.name, candidate.version), alias)
         return PromotionResult(candidate.name, candidate.version, alias, "none", True, holder, None, [], moved)
     progress(f"gate: {candidate.name} version {candidate.version} vs @{alias} "
              f"({'version ' + holder if holder else 'nobody'}) on {target.dataset_id}@{target.version_hash}")
@@ -108,7 +107,7 @@ def promote(
     _record(settings, candidate.name, decision)
     moved = decision.outcome != "failed"
     if moved:
-        registry.promote(settings, candidate.name, candidate.version, alias)
-    after = registry.get_version(settings, candidate.name, candidate.version)
+        registry.promote(settings, ModelRef.of_version(candidate.name, candidate.version), alias)
+    after = registry.get_version(settings, ModelRef.of_version(candidate.name, candidate.version))
     return PromotionResult(candidate.name, candidate.version, alias, decision.outcome, moved, holder, decision,
                            decision.failed_checks, after)

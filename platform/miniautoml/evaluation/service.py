@@ -20,6 +20,7 @@ from miniautoml.errors import NotFoundError, UserInputError, shown
 from miniautoml.evaluation import data, golden as golden_sets
 from miniautoml.evaluation.records import EXPERIMENT, METRICS, Evaluation, GoldenSet
 from miniautoml.locks import file_lock
+from miniautoml.model_ref import ModelRef
 from miniautoml.serving.server.predictors import predictor_for
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def _lock(settings: Settings, name: str, version: str, md5: str) -> Any:
 
 def evaluate(settings: Settings, name: str, version: str, target: GoldenSet, progress: Progress = _noop) -> Evaluation:
     """Version `version` (number or alias) of model `name` evaluated on the snapshot `target`."""
-    info = registry.get_version(settings, name, version)
+    info = registry.get_version(settings, ModelRef.in_model(name, version))
     cache_tags = {MODEL_NAME: info.name, MODEL_VERSION: info.version, "snapshot_md5": target.snapshot_md5}
     with _lock(settings, info.name, info.version, target.snapshot_md5):
         done = ev.find_runs(settings, EXPERIMENT, cache_tags, status="FINISHED")
@@ -155,7 +156,7 @@ def evaluate_version(
     progress: Progress = _noop,
 ) -> Evaluation:
     """`models evaluate`: on `dataset`@`version_hash`, else on the model's golden set."""
-    info = registry.get_version(settings, name, version)
+    info = registry.get_version(settings, ModelRef.in_model(name, version))
     target = golden_sets.resolve(settings, info.name, dataset, version_hash)
     if target is None:
         raise UserInputError(

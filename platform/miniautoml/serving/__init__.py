@@ -6,7 +6,7 @@
   client/        what the CLI, the lab and the stack use outside it: the `bentoml serve` command
                  line (`server_launch`) and the HTTP client (`request_prediction`)
 and, used by both:
-  model_id       the model-id grammar (`parse_model_id`, `MODEL_ID_PATTERN`)
+  (the model-id grammar is `miniautoml.model_ref`: `ModelRef`, `MODEL_ID_PATTERN`)
   options        the MINIAUTOML_* knobs (`ServingOptions`): read by the server, checked by the launcher
   auth           API keys files and loopback hosts: checked by the server, and before it starts
 A client imports nothing of `server/`, and the server nothing of `client/`; neither half imports
@@ -14,7 +14,7 @@ MLflow or BentoML at import time (the patches of BentoML's internals the service
 `miniautoml.compat.bentoml`).
 """
 
-from miniautoml.serving.model_id import MODEL_ID_HELP, MODEL_ID_PATTERN, SPACES, ModelRef, parse_model_id
+from miniautoml.model_ref import MODEL_ID_HELP, MODEL_ID_PATTERN, SPACES, ModelRef
 from miniautoml.serving.options import ServingOptions
 
-__all__ = ["MODEL_ID_HELP", "MODEL_ID_PATTERN", "SPACES", "ModelRef", "ServingOptions", "parse_model_id"]
+__all__ = ["MODEL_ID_HELP", "MODEL_ID_PATTERN", "SPACES", "ModelRef", "ServingOptions"]

@@ -19,6 +19,7 @@ import orjson  # ~3x faster than json for these small bodies; pinned in every be
 from starlette.responses import Response
 
 from miniautoml.errors import NotFoundError, UserInputError
+from miniautoml.model_ref import ModelRef
 from miniautoml.serving.server.bodies import InvalidRequest
 from miniautoml.serving.server.pool import ModelPool, ServedModel
 from miniautoml.serving.server.predictors import UnsupportedModelError
@@ -65,7 +66,7 @@ class Answers:
     async def predict(self, requests: list[Any]) -> list[Reply]:
         """One reply per request (a PredictRequest or an InvalidRequest), in order."""
         replies: list[Reply | None] = [None] * len(requests)
-        groups: dict[str, list[int]] = {}
+        groups: dict[ModelRef, list[int]] = {}  # the body's parsed model id -> its requests
         for i, req in enumerate(requests):
             if isinstance(req, InvalidRequest):
                 replies[i] = error(req.status, req.message)
@@ -125,9 +126,9 @@ class Answers:
         }
         return Reply(200, body)
 
-    async def served(self, model_ids: list[str]) -> dict[str, ServedModel | Reply]:
+    async def served(self, model_ids: list[ModelRef]) -> dict[ModelRef, ServedModel | Reply]:
         """The model answering each id, or the error reply of an id that has none."""
-        found: dict[str, ServedModel | Reply] = {}
+        found: dict[ModelRef, ServedModel | Reply] = {}
         missing = []
         for model_id in model_ids:
             served = self.pool.peek(model_id)
@@ -140,7 +141,7 @@ class Answers:
             found.update(zip(missing, loaded))
         return found
 
-    async def _load(self, model_id: str) -> ServedModel | Reply:
+    async def _load(self, model_id: ModelRef) -> ServedModel | Reply:
         try:
             return await anyio.to_thread.run_sync(self.pool.get, model_id)
         except NotRegisteredError as exc:
@@ -150,5 +151,5 @@ class Answers:
         except UserInputError as exc:
             return error(400, str(exc))
         except Exception as exc:
-            log.exception("loading model %s failed", model_id)
-            return error(500, f"model {model_id!r} could not be loaded: {type(exc).__name__}")
+            log.exception("loading model %s failed", model_id.text)
+            return error(500, f"model {model_id.text!r} could not be loaded: {type(exc).__name__}")

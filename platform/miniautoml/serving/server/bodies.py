@@ -13,17 +13,18 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from miniautoml.errors import UserInputError
-from miniautoml.serving.model_id import MODEL_ID_HELP, MODEL_ID_PATTERN, SPACES, parse_model_id
+from miniautoml.model_ref import MODEL_ID_HELP, MODEL_ID_PATTERN, SPACES, ModelRef
 from miniautoml.serving.options import ServingOptions
 
 # A JSON-schema `pattern` matches anywhere: at least one character str.strip() keeps.
 NOT_BLANK = rf"[^{SPACES}]"
 _NOT_BLANK_RE = re.compile(NOT_BLANK)
 _MAX_ERRORS_SHOWN = 3
+MAX_MODEL_ID_CHARS = 512
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -34,19 +35,30 @@ def _too_large(message: str) -> PydanticCustomError:
     return PydanticCustomError("miniautoml_too_large", message)
 
 
+def _model_ref(value: object) -> ModelRef:
+    """A body's `model_id`, parsed here once into the `ModelRef` the pool is asked for."""
+    if not isinstance(value, str):  # strict, as the schema says: 42 is not a model id
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    if len(value) > MAX_MODEL_ID_CHARS:
+        raise PydanticCustomError("string_too_long", f"String should have at most {MAX_MODEL_ID_CHARS} characters")
+    try:
+        return ModelRef.parse(value)
+    except UserInputError as exc:
+        raise _invalid(f"model_id: {exc}") from None
+
+
+# A model id arrives as a string (so the schema says) and is carried on as its parsed ModelRef.
+ModelIdField = Annotated[
+    ModelRef,
+    PlainValidator(_model_ref),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_MODEL_ID_CHARS, "pattern": MODEL_ID_PATTERN}),
+]
+
+
 class ModelRequest(BaseModel):
     """A request body: a `model_id` the grammar accepts; strict types, as the schema says."""
 
     model_config = ConfigDict(strict=True)  # "3" is not an integer, 42 not a string
-
-    @field_validator("model_id", check_fields=False)
-    @classmethod
-    def _model_id(cls, value: str) -> str:
-        try:
-            parse_model_id(value)
-        except UserInputError as exc:
-            raise _invalid(f"model_id: {exc}") from None
-        return value
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,7 @@ class RequestModels:
 def request_models(options: ServingOptions) -> RequestModels:
     """The request classes `PredictRequest` and `BatchRequest` with the limits of `options`."""
     max_chars, max_documents = options.max_document_chars, options.max_batch_documents
-    model_id_field = Field(
-        min_length=1,
-        max_length=512,
-        description=MODEL_ID_HELP,
-        json_schema_extra={"pattern": MODEL_ID_PATTERN, "example": "intent@champion"},
-    )
+    model_id_field = Field(description=MODEL_ID_HELP, json_schema_extra={"example": "intent@champion"})
     top_k_field = Field(default=3, ge=1, le=options.max_top_k, description="how many scores to return")
     text_schema = {"minLength": 1, "maxLength": max_chars, "pattern": NOT_BLANK}
 
@@ -78,7 +85,7 @@ def request_models(options: ServingOptions) -> RequestModels:
             )
 
     class PredictRequest(ModelRequest):
-        model_id: str = model_id_field
+        model_id: ModelIdField = model_id_field
         document: str = Field(description="the text to classify", json_schema_extra=text_schema)
         top_k: int = top_k_field
 
@@ -89,7 +96,7 @@ def request_models(options: ServingOptions) -> RequestModels:
             return value
 
     class BatchRequest(ModelRequest):
-        model_id: str = model_id_field
+        model_id: ModelIdField = model_id_field
         documents: list[Annotated[str, Field(json_schema_extra=text_schema)]] = Field(
             description="the texts to classify, answered in order",
             json_schema_extra={"minItems": 1, "maxItems": max_documents},

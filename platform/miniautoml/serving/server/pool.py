@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from miniautoml.errors import MiniAutoMLError, NotFoundError, UserInputError
-from miniautoml.serving.model_id import ModelRef, parse_model_id
+from miniautoml.model_ref import ModelRef
 from miniautoml.serving.options import ServingOptions
 from miniautoml.serving.server.resolver import Loader, MlflowResolver, ModelSource, PythonModel, Resolver, load_python_model
 
@@ -45,31 +45,43 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What answers a model id now: the loaded model and its registered name and version, if any."""
+    """What answers a model id now: the loaded model and where the id led (run, registered name and version)."""
 
     model: LoadedModel
-    version: int | None
-    name: str | None = None
+    source: ModelSource
 
     @property
     def run_id(self) -> str:
         return self.model.run_id
 
+    @property
+    def name(self) -> str | None:
+        return self.source.name
+
+    @property
+    def version(self) -> int | None:
+        return self.source.version
+
 
 @dataclass
 class _RefEntry:
     ref: ModelRef
-    run_id: str
-    version: int | None
-    name: str | None = None  # registered model name of `version`
+    source: ModelSource  # what `ref` resolved to
 
 
 @dataclass(frozen=True)
 class AliasChange:
     model_id: str
-    old_run_id: str
-    new_run_id: str | None  # None: the alias (or model) was deleted
-    new_version: int | None
+    old: ModelSource
+    new: ModelSource | None  # None: the alias (or model) was deleted
+
+    @property
+    def old_run_id(self) -> str:
+        return self.old.run_id
+
+    @property
+    def new_run_id(self) -> str | None:
+        return self.new.run_id if self.new else None
 
 
 class ModelPool:
@@ -109,53 +121,52 @@ class ModelPool:
 
     # -- the fast path: no I/O, safe on an event loop ------------------------------------------
 
-    def peek(self, model_id: str) -> ServedModel | None:
+    def peek(self, model_id: str | ModelRef) -> ServedModel | None:
         """The model answering `model_id` if it is loaded and its id resolved, else None."""
+        key = model_id.text if isinstance(model_id, ModelRef) else model_id
         with self._lock:
-            entry = self._refs.get(model_id)
+            entry = self._refs.get(key)
             if entry is not None:
-                loaded = self._models.get(entry.run_id)
+                loaded = self._models.get(entry.source.run_id)
                 if loaded is not None:
-                    self._models.move_to_end(entry.run_id)
-                    return ServedModel(loaded, entry.version, entry.name)
+                    self._models.move_to_end(entry.source.run_id)
+                    return ServedModel(loaded, entry.source)
             return None
 
     # -- the slow path: resolve and load ----------------------------------------------------
 
-    def get(self, model_id: str) -> ServedModel:
-        """The model answering `model_id`, resolving and loading it if needed (blocking).
+    def get(self, model_id: str | ModelRef) -> ServedModel:
+        """The model answering `model_id` (text, or already parsed), resolving and loading it if
+        needed (blocking).
 
         Raises UserInputError for a malformed id, NotFoundError for an unknown one.
         """
         served = self.peek(model_id)
         if served is not None:
             return served
+        key = model_id.text if isinstance(model_id, ModelRef) else model_id
         now = time.monotonic()
         with self._lock:
-            missing = self._missing.get(model_id)
+            missing = self._missing.get(key)
         if missing is not None and missing[0] > now:
             raise type(missing[1])(str(missing[1]))  # a fresh exception: no growing traceback
         try:
-            ref = parse_model_id(model_id)
+            ref = model_id if isinstance(model_id, ModelRef) else ModelRef.parse(model_id)
             with self._lock:
-                entry = self._refs.get(model_id)
-            if entry is not None:  # resolved before, model evicted since: reload the same run
-                source: ModelSource | None = None
-                run_id, version, name = entry.run_id, entry.version, entry.name
-            else:
-                source = self.resolver.resolve(ref)
-                run_id, version, name = source.run_id, source.version, source.name
-            loaded = self._load(run_id, source)
+                entry = self._refs.get(key)
+            # resolved before, model evicted since: reload the same run
+            source = entry.source if entry is not None else self.resolver.resolve(ref)
+            loaded = self._load(source)
         except (NotFoundError, UserInputError) as exc:
-            self._remember_missing(model_id, exc)
+            self._remember_missing(key, exc)
             raise
         with self._lock:
-            self._refs[model_id] = _RefEntry(ref, run_id, version, name)
-            self._refs.move_to_end(model_id)
+            self._refs[key] = _RefEntry(ref, source)
+            self._refs.move_to_end(key)
             while len(self._refs) > self.max_refs:
                 self._refs.popitem(last=False)
-            self._missing.pop(model_id, None)
-        return ServedModel(loaded, version, name)
+            self._missing.pop(key, None)
+        return ServedModel(loaded, source)
 
     def _remember_missing(self, model_id: str, exc: MiniAutoMLError) -> None:
         if self.not_found_ttl_seconds <= 0:
@@ -168,8 +179,9 @@ class ModelPool:
                     self._missing.clear()
             self._missing[model_id] = (now + self.not_found_ttl_seconds, exc)
 
-    def _load(self, run_id: str, source: ModelSource | None) -> LoadedModel:
-        """The loaded model of `run_id`, loading it once however many threads ask at once."""
+    def _load(self, source: ModelSource) -> LoadedModel:
+        """The loaded model of `source`'s run, loading it once however many threads ask at once."""
+        run_id = source.run_id
         with self._lock:
             loaded = self._models.get(run_id)
             if loaded is not None:
@@ -182,8 +194,6 @@ class ModelPool:
                 if loaded is not None:
                     self._models.move_to_end(run_id)
                     return loaded
-            if source is None:
-                source = ModelSource(run_id=run_id, model_uri=f"runs:/{run_id}/model")
             started = time.perf_counter()
             model = self.loader(source)
             loaded = LoadedModel(
@@ -221,27 +231,28 @@ class ModelPool:
                     if self._refs.get(model_id) is entry:
                         del self._refs[model_id]
                 log.warning("alias %s no longer resolves (%s); it stops answering", model_id, exc)
-                changes.append(AliasChange(model_id, entry.run_id, None, None))
+                changes.append(AliasChange(model_id, entry.source, None))
                 continue
             except Exception as exc:  # tracking store down: keep serving what we have
                 log.warning("could not refresh alias %s: %s", model_id, exc)
                 continue
-            if (source.run_id, source.version, source.name) == (entry.run_id, entry.version, entry.name):
+            old = entry.source
+            if (source.run_id, source.version, source.name) == (old.run_id, old.version, old.name):
                 continue
             try:
-                self._load(source.run_id, source)  # load first: requests keep the old model
+                self._load(source)  # load first: requests keep the old model
             except Exception as exc:
                 log.warning("alias %s moved to run %s, which failed to load: %s", model_id, source.run_id, exc)
                 continue
             with self._lock:
                 if self._refs.get(model_id) is entry:
-                    self._refs[model_id] = _RefEntry(entry.ref, source.run_id, source.version, source.name)
+                    self._refs[model_id] = _RefEntry(entry.ref, source)
                 self.alias_swaps += 1
             log.info(
                 "alias %s: run %s (v%s) -> run %s (v%s)",
-                model_id, entry.run_id, entry.version, source.run_id, source.version,
+                model_id, old.run_id, old.version, source.run_id, source.version,
             )
-            changes.append(AliasChange(model_id, entry.run_id, source.run_id, source.version))
+            changes.append(AliasChange(model_id, old, source))
         if self.on_alias_change is not None:
             for change in changes:
                 self.on_alias_change(change)
@@ -283,7 +294,10 @@ class ModelPool:
                     {"run_id": m.run_id, "model_uri": m.model_uri, "load_seconds": round(m.load_seconds, 3)}
                     for m in self._models.values()
                 ],
-                "ids": {k: {"run_id": e.run_id, "name": e.name, "version": e.version} for k, e in self._refs.items()},
+                "ids": {
+                    k: {"run_id": e.source.run_id, "name": e.source.name, "version": e.source.version}
+                    for k, e in self._refs.items()
+                },
                 "capacity": self.capacity,
                 "alias_swaps": self.alias_swaps,
             }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from miniautoml.errors import NotFoundError, UserInputError
-from miniautoml.serving.model_id import ModelRef
+from miniautoml.model_ref import ModelRef
 from miniautoml.serving.server.predictors import Predictor, predictor_for
 
 if TYPE_CHECKING:
@@ -84,10 +84,8 @@ class MlflowResolver:
                 dataset_id=tags.get("dataset_id") or None,
                 version_hash=tags.get("version_hash") or None,
             )
-        assert ref.name is not None
-        wanted = f"@{ref.alias}" if ref.kind == "alias" else str(ref.version)
         try:
-            info = registry.get_version(self.settings, ref.name, wanted)
+            info = registry.get_version(self.settings, ref)
         except NotFoundError as exc:
             raise NotFoundError(f"model {ref.text!r} not found: {exc}") from None
         except UserInputError as exc:
@@ -161,7 +159,7 @@ def bento_model_ids(source: ModelSource, built_from: str | None = None) -> list[
     """The model ids a bento of `source` answers to: its run id, NAME/VERSION, the id it was built from."""
     ids = [source.run_id]
     if source.name and source.version is not None:
-        ids.append(f"{source.name}/{source.version}")
+        ids.append(str(ModelRef.of_version(source.name, source.version)))
     if built_from:
         ids.append(built_from)
     return ids
