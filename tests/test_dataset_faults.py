@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from miniautoml.datasets.version_hash import VersionHash
 from miniautoml.faults import ENV
 
 
@@ -39,7 +40,7 @@ def test_killed_update_leaves_readable_workspace_and_next_update_repairs(cli, wo
     # killed after its metadata was saved, the update is kept; earlier, it is undone
     assert ids == (["1", "2", "3"] if point == "before-git-commit" else ["1", "2"])
     assert status(workspace) == ""
-    snap = cli("dataset", "fetch", "intents", after.json and __import__("miniautoml.datasets", fromlist=["version_hash"]).version_hash(map(int, ids)))
+    snap = cli("dataset", "fetch", "intents", VersionHash.of(map(int, ids)).text)
     assert snap.returncode == 0, snap.stderr
     assert snap.json["statistics"]["numExamples"] == 2 * len(ids)
 

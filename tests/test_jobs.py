@@ -193,9 +193,10 @@ def test_the_trainer_rejects_what_submit_rejects(override: str, message: str):
 def test_dataset_request_passes_the_training_config_check():
     """Base64 version hashes end in '=': the check must pass them whole to Hydra."""
     from miniautoml.algorithms import get_algorithm
+    from miniautoml.datasets.version_hash import parse
     from miniautoml.jobs.requests import JobRequest, _check_training_config
 
-    request = JobRequest(model_name="m", dataset_id="1", version_hash="hashAg==", params={"epochs": "2"})
+    request = JobRequest(model_name="m", dataset_id="1", version_hash=parse("hashAg=="), params={"epochs": "2"})
     _check_training_config(request, get_algorithm(request.algorithm))
 
 

@@ -124,7 +124,7 @@ def submit(ctx: click.Context, dataset_id: str | None, version_hash: str | None,
         vhash = parse_version_hash(version_hash)  # parsed here, once: a malformed hash stops before a job
     job_id = submit_job(
         settings_of(ctx), model_name=model_name, dataset_id=dataset_id,
-        version_hash=str(vhash) if vhash is not None else version_hash,
+        version_hash=vhash,
         algorithm=algorithm, params=parse_pairs(params, "-P"), data_path=data_path, backend=backend,
     )
     if not wait_:
@@ -184,11 +184,10 @@ def sweep(ctx: click.Context, dataset_id: str | None, version_hash: str | None, 
     from miniautoml.sweeps import plan_sweep, run_sweep
 
     settings = settings_of(ctx)
-    if version_hash and version_hash.strip():
-        version_hash = str(parse_version_hash(version_hash))
+    vhash = parse_version_hash(version_hash) if version_hash and version_hash.strip() else None
     plan = plan_sweep(
         settings, model_name=model_name, params=parse_pairs(params, "-P"), trials=trials, parallel=parallel,
-        dataset_id=dataset_id, version_hash=version_hash, data_path=data_path, algorithm=algorithm,
+        dataset_id=dataset_id, version_hash=vhash, data_path=data_path, algorithm=algorithm,
         backend=backend, metric=metric, alias=alias, seed=seed, prune=prune,
     )
     progress = _TrialProgress(plan.trials, plan.metric)

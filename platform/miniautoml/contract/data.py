@@ -35,14 +35,16 @@ def fetch_snapshot(settings: "Settings", dataset: str, version_hash: str) -> Sna
     NotFoundError for an unknown dataset or a bad hash)."""
     # Imported here: the dataset service is heavy (DVC) and CSV training does without it.
     from miniautoml.datasets import fetch_snapshot as fetch
+    from miniautoml.datasets import parse_version_hash
     from miniautoml.datasets.formats import EXAMPLES, LABELS
 
-    snap = fetch(settings, dataset, version_hash)
+    vhash = parse_version_hash(version_hash)  # the trainer's argument, parsed once here
+    snap = fetch(settings, dataset, vhash)
     root = Path(snap.root)
     labels = root / LABELS
     return SnapshotFiles(
         dataset_id=str(snap.dataset_id or dataset),
-        version_hash=str(version_hash),
+        version_hash=vhash.text,
         examples=root / EXAMPLES,
         labels=labels if labels.is_file() else None,
         source=str(snap.source),
@@ -52,7 +54,6 @@ def fetch_snapshot(settings: "Settings", dataset: str, version_hash: str) -> Sna
 
 def lineage(settings: "Settings", dataset_id: str, version_hash: str) -> Lineage:
     """The dataset's name and the commits `version_hash` selects."""
-    from miniautoml.datasets import show_dataset
-    from miniautoml.datasets.version_hash import commit_ids
+    from miniautoml.datasets import parse_version_hash, show_dataset
 
-    return Lineage(show_dataset(settings, dataset_id).name, tuple(commit_ids(version_hash)))
+    return Lineage(show_dataset(settings, dataset_id).name, parse_version_hash(version_hash).commits)

@@ -17,7 +17,7 @@ from miniautoml.datasets.service import (
     show_dataset,
     update_dataset,
 )
-from miniautoml.datasets.version_hash import VersionHash, version_hash
+from miniautoml.datasets.version_hash import VersionHash, parse as parse_version_hash
 
 __all__ = [
     "CommitInfo",
@@ -31,8 +31,8 @@ __all__ = [
     "ensure_snapshot",
     "fetch_snapshot",
     "list_datasets",
+    "parse_version_hash",
     "prepare_snapshot",
     "show_dataset",
     "update_dataset",
-    "version_hash",
 ]

@@ -16,7 +16,8 @@ PREFIX = "hash"
 class VersionHash:
     """A parsed version hash: its canonical text and the commit ids it selects, ascending.
 
-    Parse text once where it enters (`parse`), build one from commits (`of`); `str()` is the text.
+    Parse text once where it enters (`parse`: the CLI, a job request, the trainer's argument),
+    build one from commits (`of`), and carry the value; `str()` is the text.
     """
 
     text: str
@@ -36,7 +37,7 @@ class VersionHash:
     @property
     def dirname(self) -> str:
         """A file-system-safe name for the hash (base64 may contain '/')."""
-        return dirname(self.text)
+        return self.text.replace("/", "_").replace("+", "-")
 
     def __str__(self) -> str:
         return self.text
@@ -58,20 +59,5 @@ def parse(text: str) -> VersionHash:
     return parsed
 
 
-def version_hash(commit_ids: Iterable[int]) -> str:
-    """The text of the hash selecting `commit_ids` (`VersionHash.of(...).text`)."""
-    return VersionHash.of(commit_ids).text
-
-
-def commit_ids(hash_: str) -> list[int]:
-    """The selected commit ids of a version hash text (`parse(hash_).commits`)."""
-    return list(parse(hash_).commits)
-
-
 def _bits(value: int) -> list[int]:
     return [i for i in range(value.bit_length()) if value >> i & 1]
-
-
-def dirname(hash_: str) -> str:
-    """A file-system-safe name for a hash (base64 may contain '/')."""
-    return hash_.replace("/", "_").replace("+", "-")

@@ -7,10 +7,14 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from miniautoml import algorithms as algorithms_mod
 from miniautoml.config import Settings
 from miniautoml.errors import NotFoundError, UserInputError
+
+if TYPE_CHECKING:
+    from miniautoml.datasets.version_hash import VersionHash
 
 DEFAULT_ALGORITHM = algorithms_mod.DEFAULT_ALGORITHM
 # Training parameters the job request carries as MLproject parameters, not as -P overrides.
@@ -32,7 +36,7 @@ class JobRequest:
     model_name: str
     algorithm: str = DEFAULT_ALGORITHM
     dataset_id: str = ""
-    version_hash: str = ""
+    version_hash: VersionHash | None = None  # with dataset_id; None for CSV files (data_path)
     data_path: str = ""
     params: dict[str, str] = field(default_factory=dict)
 
@@ -63,24 +67,22 @@ def _check_documented(key: str, value: str) -> None:
 
 
 def _check_dataset(
-    settings: Settings, dataset_id: str, version_hash: str, algorithm: "algorithms_mod.Algorithm | None" = None
+    settings: Settings, dataset_id: str, vhash: VersionHash, algorithm: "algorithms_mod.Algorithm | None" = None
 ) -> str:
     """The dataset's canonical id if the dataset service knows it, the hash's commits exist and
     the algorithm trains on its type."""
     from miniautoml.datasets import show_dataset
-    from miniautoml.datasets.version_hash import commit_ids
 
     summary = show_dataset(settings, dataset_id)  # NotFoundError for an unknown dataset
     if algorithm is not None:
         algorithms_mod.check_dataset_type(algorithm, summary.dataset_type, f"{summary.dataset_id} ({summary.name})")
-    wanted = commit_ids(version_hash)  # UserInputError for a malformed hash
-    if not wanted:
-        raise UserInputError(f"version hash {version_hash!r} selects no commits: nothing to train on")
+    if not vhash.commits:
+        raise UserInputError(f"version hash {vhash.text!r} selects no commits: nothing to train on")
     have = {int(c.commit_id) for c in summary.commits}
-    missing = [c for c in wanted if c not in have]
+    missing = [c for c in vhash.commits if c not in have]
     if missing:
         raise NotFoundError(
-            f"version hash {version_hash!r} selects commit(s) {', '.join(map(str, missing))}, "
+            f"version hash {vhash.text!r} selects commit(s) {', '.join(map(str, missing))}, "
             f"which dataset {summary.dataset_id} ({summary.name}) does not have"
         )
     return summary.dataset_id
@@ -108,7 +110,7 @@ def _check_training_config(request: JobRequest, algorithm: "algorithms_mod.Algor
 
     fixed = {
         "dataset_id": request.dataset_id,
-        "version_hash": request.version_hash,
+        "version_hash": str(request.version_hash or ""),
         "model_name": request.model_name,
         "data.path": request.data_path,
     }
@@ -131,12 +133,13 @@ def build_request(
     *,
     model_name: str | None,
     dataset_id: str | None = None,
-    version_hash: str | None = None,
+    version_hash: VersionHash | str | None = None,
     algorithm: str | None = None,
     params: dict[str, str] | None = None,
     data_path: str | None = None,
 ) -> JobRequest:
-    """Validate a training request completely; raises UserInputError/NotFoundError."""
+    """Validate a training request completely; raises UserInputError/NotFoundError. A version
+    hash given as text is parsed here, once; the request carries the `VersionHash`."""
     chosen = algorithms_mod.get_algorithm(algorithm)  # UserInputError for an unknown name
     algorithms_mod.check_available(chosen)
     model_name = (model_name or "").strip()
@@ -146,13 +149,17 @@ def build_request(
         raise UserInputError(
             f"model name {model_name!r}: use up to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
-    dataset_id, version_hash, data_path = (dataset_id or "").strip(), (version_hash or "").strip(), (data_path or "").strip()
+    dataset_id, data_path = (dataset_id or "").strip(), (data_path or "").strip()
+    if isinstance(version_hash, str):
+        from miniautoml.datasets.version_hash import parse as parse_version_hash
+
+        version_hash = parse_version_hash(version_hash) if version_hash.strip() else None
     if data_path and (dataset_id or version_hash):
         raise UserInputError("give --dataset/--version-hash or --data-path, not both")
     if not data_path:
         if not dataset_id:
             raise UserInputError("dataset missing: pass --dataset DATASET and --version-hash HASH")
-        if not version_hash:
+        if version_hash is None:
             raise UserInputError(f"version hash missing: pass --version-hash HASH (see `miniautoml dataset prepare {dataset_id}`)")
         dataset_id = _check_dataset(settings, dataset_id, version_hash, chosen)
     else:  # CSV files of text,label rows: TEXT_INTENT data

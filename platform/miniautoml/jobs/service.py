@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from mlflow import MlflowClient
 
+    from miniautoml.datasets.version_hash import VersionHash
     from miniautoml.jobs.progress import Epoch
 
 class JobFailedError(MiniAutoMLError):
@@ -50,7 +51,7 @@ def submit_job(
     *,
     model_name: str | None,
     dataset_id: str | None = None,
-    version_hash: str | None = None,
+    version_hash: VersionHash | str | None = None,
     algorithm: str | None = None,
     params: dict[str, str] | None = None,
     data_path: str | None = None,
@@ -92,7 +93,7 @@ def submit_job(
     if request.data_path:
         tags[store.DATA_PATH] = request.data_path
     else:
-        tags[store.DATASET_ID], tags[store.VERSION_HASH] = request.dataset_id, request.version_hash
+        tags[store.DATASET_ID], tags[store.VERSION_HASH] = request.dataset_id, str(request.version_hash)
     if slots:  # an idle warm runner queues it: no MLflow import here (jobs/handoff.py)
         job_id = handoff.offer(settings, tags)
         if job_id is not None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
 
+    from miniautoml.datasets.version_hash import VersionHash
     from miniautoml.jobs.requests import JobRequest
 
 KIND_SWEEP = "sweep"  # the parent run's miniautoml.kind (jobs are "training-job")
@@ -65,7 +66,7 @@ def plan_sweep(
     trials: int,
     parallel: int,
     dataset_id: str | None = None,
-    version_hash: str | None = None,
+    version_hash: VersionHash | str | None = None,
     data_path: str | None = None,
     algorithm: str | None = None,
     backend: str | None = None,
@@ -194,7 +195,7 @@ class _Trials:
         try:
             job_id = submit_job(
                 self.settings, model_name=request.model_name, dataset_id=request.dataset_id or None,
-                version_hash=request.version_hash or None, data_path=request.data_path or None,
+                version_hash=request.version_hash, data_path=request.data_path or None,
                 algorithm=request.algorithm, params=params, backend=self.plan.backend, register=False,
                 extra_tags={PARENT_TAG: self.sweep_id, SWEEP_ID_TAG: self.sweep_id, TRIAL_TAG: str(trial.number)},
             )
