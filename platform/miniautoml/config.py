@@ -86,6 +86,20 @@ class Settings:
         return env
 
 
+DVC_PREFIX = "dvc"  # DVC's objects under the bucket, beside MLflow's `mlflow/`
+
+
+def s3_dvc_url(bucket: str) -> str:
+    """The DVC remote in S3 bucket `bucket`."""
+    return f"s3://{bucket}/{DVC_PREFIX}"
+
+
+def dvc_remote_url(settings: Settings) -> str:
+    """The workspace's DVC remote, as DVC's config names it: `s3://<bucket>/dvc` with an S3
+    endpoint, else the embedded local remote directory (a path)."""
+    return s3_dvc_url(settings.storage.bucket) if settings.storage.is_s3 else str(settings.local_remote)
+
+
 def find_workspace(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The workspace: explicit dir, else $MINIAUTOML_WORKSPACE, else the current git checkout."""
     chosen = explicit or os.environ.get("MINIAUTOML_WORKSPACE")

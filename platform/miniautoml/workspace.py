@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from miniautoml.adapters import dvc, git, s3
-from miniautoml.config import STATE_DIR, Settings
+from miniautoml.config import STATE_DIR, Settings, dvc_remote_url
 from miniautoml.errors import UserInputError, WorkspaceBusyError
 from miniautoml.locks import file_lock
 from miniautoml.redact import redact_uri
@@ -36,7 +36,7 @@ def init_workspace(settings: Settings) -> dict:
     return {
         "workspace": str(ws),
         "created": created,
-        "remote": f"s3://{settings.storage.bucket}/dvc" if settings.storage.is_s3 else str(settings.local_remote),
+        "remote": dvc_remote_url(settings),
         "tracking_uri": redact_uri(settings.tracking_uri),
     }
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniautoml.compat import dvc as compat_dvc
-from miniautoml.config import DVC_REMOTE, LOCAL_REMOTE_ENV, Settings, committed_remote, owns_remote
+from miniautoml.config import (
+    DVC_REMOTE,
+    LOCAL_REMOTE_ENV,
+    Settings,
+    committed_remote,
+    dvc_remote_url,
+    owns_remote,
+)
 from miniautoml.errors import StorageError
 
 if TYPE_CHECKING:
@@ -70,13 +77,13 @@ def configure_remote(settings: Settings) -> None:
     storage = settings.storage
     secret: dict[str, str] = {}
     if storage.is_s3:
-        shared = {"url": f"s3://{storage.bucket}/dvc", "endpointurl": storage.endpoint, "region": storage.region}
+        shared = {"url": dvc_remote_url(settings), "endpointurl": storage.endpoint, "region": storage.region}
         if storage.access_key:
             secret["access_key_id"] = storage.access_key
         if storage.secret_key:
             secret["secret_access_key"] = storage.secret_key
     else:
-        shared = {"url": str(settings.local_remote)}
+        shared = {"url": dvc_remote_url(settings)}
     # Storage set here (not followed from the committed config, as a fresh clone does) makes the
     # embedded remote ours; another workspace's directory is never created here.
     follows_git = not owns_remote(settings.workspace) and committed_remote(settings.workspace) == shared
@@ -233,9 +240,7 @@ def pull(repo: "Repo", dvc_files: list[Path]) -> None:
 
 def remote_location(settings: Settings, md5: str) -> str:
     """Where DVC 3 keeps an object on the remote: `<remote>/files/md5/ab/cdef…`."""
-    base = (
-        f"s3://{settings.storage.bucket}/dvc" if settings.storage.is_s3 else settings.local_remote.as_uri()
-    )
+    base = dvc_remote_url(settings) if settings.storage.is_s3 else settings.local_remote.as_uri()
     return f"{base}/{compat_dvc.object_key(md5)}"
 
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from miniautoml.config import CONFIG_FILE, Settings, StorageSettings, load_settings
+from miniautoml.config import CONFIG_FILE, Settings, StorageSettings, dvc_remote_url, load_settings, s3_dvc_url
 from miniautoml.errors import MiniAutoMLError
 from miniautoml.files import atomic_write_json, atomic_write_text
 
@@ -140,16 +140,14 @@ def after_s3(settings: Settings, record: dict | None) -> tuple[dict, list[str]]:
         warnings.append(
             f"the local S3 server was moto, which keeps its data in memory: what was pushed to it is lost "
             f"(MLflow artifacts under s3://{bucket}/mlflow: models of runs trained while it ran cannot be "
-            f"loaded; DVC data under s3://{bucket}/dvc: the local DVC cache still has it)"
+            f"loaded; DVC data under {s3_dvc_url(bucket)}: the local DVC cache still has it)"
         )
     elif kind == "minio":
         warnings.append(f"the local S3 server's data stays in {record.get('data')}; `miniautoml up --s3` serves it again")
     storage = _restore_storage(settings, (record or {}).get("url"))
     settings = load_settings(settings.workspace)
     storage["endpoint"] = settings.storage.endpoint  # None: the embedded local remote
-    storage["remote"] = (
-        f"s3://{settings.storage.bucket}/dvc" if settings.storage.is_s3 else str(settings.local_remote)
-    )
+    storage["remote"] = dvc_remote_url(settings)
     if not storage["restored"]:
         return storage, warnings  # the workspace names other storage: nothing to re-home
     try:
