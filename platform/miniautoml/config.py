@@ -1,8 +1,10 @@
 """Workspace and storage settings, resolved in one place.
 
-Order of precedence: explicit argument > environment > `<workspace>/miniautoml.toml` > the DVC
-remote the workspace's committed `.dvc/config` names (what a git clone knows) > defaults.
-Keys are read from the environment only; they are written to DVC's `--local` config, never to git.
+Every `[section] key` of `miniautoml.toml` is a `Setting` (its environment variables, its
+default) resolved by `resolve`: a value set in this process (`Settings.with_value`) >
+environment > `<workspace>/miniautoml.toml` > (for storage) the DVC remote the workspace's
+committed `.dvc/config` names, what a git clone knows > default. Keys are read from the
+environment only; they are written to DVC's `--local` config, never to git.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import configparser
 import os
 import subprocess
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from miniautoml.errors import UserInputError
 
@@ -22,6 +26,52 @@ CONFIG_FILE = "miniautoml.toml"
 LOCAL_REMOTE_ENV = "MINIAUTOML_LOCAL_REMOTE"
 DVC_CACHE_ENV = "MINIAUTOML_DVC_CACHE_DIR"
 STATE_DIR = ".miniautoml"  # git-ignored: MLflow DB, artifacts, BentoML store, locks, local remote
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `[section] key` of miniautoml.toml, the environment variables that set it (first
+    wins) and its default."""
+
+    section: str
+    key: str
+    env: tuple[str, ...] = ()
+    default: Any = None
+
+    @property
+    def where(self) -> str:
+        return f"{CONFIG_FILE} [{self.section}] {self.key}"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A setting's value and where it came from (for an error line naming what to fix)."""
+
+    value: Any
+    source: str  # an environment variable, `miniautoml.toml [section] key`, "set here" or "default"
+
+
+def resolve(setting: Setting, conf: Mapping[str, Any], values: Mapping[Setting, Any] | None = None) -> Resolved:
+    """`setting`'s value: one set in this process (`values`), else its environment variable,
+    else `conf` (the parsed miniautoml.toml), else its default. Empty variables are unset."""
+    if values and setting in values:
+        return Resolved(values[setting], "set here")
+    for name in setting.env:
+        if os.environ.get(name):
+            return Resolved(os.environ[name], name)
+    section = conf.get(setting.section)
+    if isinstance(section, Mapping) and section.get(setting.key) not in (None, ""):
+        return Resolved(section[setting.key], setting.where)
+    return Resolved(setting.default, "default")
+
+
+# The settings `load_settings` resolves; other modules declare theirs (jobs/slots.py, jobs/backends.py).
+S3_ENDPOINT = Setting("storage", "endpoint", ("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT"))
+S3_BUCKET = Setting("storage", "bucket", ("MINIAUTOML_S3_BUCKET", "MINIO_BUCKET"), "miniautoml")
+S3_REGION = Setting("storage", "region", ("AWS_DEFAULT_REGION",), "us-east-1")
+TRACKING_URI = Setting("mlflow", "tracking_uri", ("MLFLOW_TRACKING_URI",))
+ARTIFACT_ROOT = Setting("mlflow", "artifact_root")
+BENTOML_HOME = Setting("bentoml", "home", ("BENTOML_HOME",))
 
 
 @dataclass(frozen=True)
@@ -66,6 +116,18 @@ class Settings:
     # DVC's cache when not the workspace's own `.dvc/cache`: a Ray node's jobs share one
     # (MINIAUTOML_DVC_CACHE_DIR), so that a snapshot is downloaded once per node, not once per job.
     dvc_cache_dir: Path | None = None
+    # Settings given a value in this process (`with_value`): they beat the environment and the
+    # file here, and reach child processes through `tool_env()`, never through os.environ.
+    values: tuple[tuple[Setting, Any], ...] = ()
+
+    def with_value(self, setting: Setting, value: Any) -> "Settings":
+        """These settings with `setting` set to `value` (for this process and its children)."""
+        kept = tuple((s, v) for s, v in self.values if s != setting)
+        return replace(self, values=(*kept, (setting, value)))
+
+    def get(self, setting: Setting) -> Resolved:
+        """`setting` for this workspace, read now (a runner sees an edited miniautoml.toml)."""
+        return resolve(setting, file_settings(self.workspace), dict(self.values))
 
     @property
     def state_dir(self) -> Path:
@@ -83,6 +145,7 @@ class Settings:
             "BENTOML_HOME": str(self.bentoml_home),
         }
         env.update(self.storage.s3_env())
+        env.update({setting.env[0]: str(value) for setting, value in self.values if setting.env})
         return env
 
 
@@ -171,6 +234,7 @@ def file_settings(workspace: Path) -> dict:
 
 
 def _env(*names: str) -> str | None:
+    """The first non-empty variable of `names`: the S3 keys, which never come from the file."""
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -224,45 +288,43 @@ def _committed_local_remote(ws: Path, remote: dict[str, str]) -> Path | None:
 def load_settings(workspace: str | os.PathLike[str] | None = None) -> Settings:
     ws = find_workspace(workspace)
     conf = file_settings(ws)
-    storage_conf = conf.get("storage", {})
     remote = {} if owns_remote(ws) else committed_remote(ws)
     committed_endpoint, committed_bucket = _committed_s3(remote)
-    endpoint = _env("MINIAUTOML_S3_ENDPOINT", "MINIO_ENDPOINT") or storage_conf.get("endpoint") or committed_endpoint
+
+    def value(setting: Setting, committed: Any = None) -> Any:
+        """The setting; where only its default would answer, what `.dvc/config` says (if anything)."""
+        found = resolve(setting, conf)
+        return committed if committed and found.source == "default" else found.value
+
+    endpoint = value(S3_ENDPOINT, committed_endpoint)
     if endpoint and "://" not in endpoint:
         endpoint = "http://" + endpoint  # MinIO users often give host:port
     storage = StorageSettings(
         endpoint=endpoint or None,
-        bucket=_env("MINIAUTOML_S3_BUCKET", "MINIO_BUCKET") or storage_conf.get("bucket")
-        or committed_bucket or "miniautoml",
+        bucket=value(S3_BUCKET, committed_bucket),
         access_key=_env("AWS_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "MINIO_ROOT_USER"),
         secret_key=_env("AWS_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"),
-        region=_env("AWS_DEFAULT_REGION") or storage_conf.get("region") or remote.get("region") or "us-east-1",
+        region=value(S3_REGION, remote.get("region")),
     )
     remote_dir = Path(local) if (local := _env(LOCAL_REMOTE_ENV)) else None
     if remote_dir is None and not storage.is_s3:
         remote_dir = _committed_local_remote(ws, remote)
     state = ws / STATE_DIR
-    mlflow_conf = conf.get("mlflow", {})
-    tracking_uri = (
-        _env("MLFLOW_TRACKING_URI")
-        or mlflow_conf.get("tracking_uri")
-        or f"sqlite:///{state / 'mlflow.db'}"
-    )
-    if mlflow_conf.get("artifact_root"):
-        artifact_root = mlflow_conf["artifact_root"]
+    tracking_uri = value(TRACKING_URI) or f"sqlite:///{state / 'mlflow.db'}"
+    if value(ARTIFACT_ROOT):
+        artifact_root = value(ARTIFACT_ROOT)
     elif storage.is_s3:
         artifact_root = f"s3://{storage.bucket}/mlflow"
     elif tracking_uri.startswith(("http://", "https://")):
         artifact_root = None
     else:
         artifact_root = (state / "mlartifacts").as_uri()
-    bentoml_home = Path(_env("BENTOML_HOME") or conf.get("bentoml", {}).get("home") or state / "bentoml")
     return Settings(
         workspace=ws,
         storage=storage,
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
-        bentoml_home=bentoml_home,
+        bentoml_home=Path(value(BENTOML_HOME) or state / "bentoml"),
         remote_dir=remote_dir,
         dvc_cache_dir=Path(cache) if (cache := _env(DVC_CACHE_ENV)) else None,
     )

@@ -123,24 +123,18 @@ def _epoch_metric(key: str) -> bool:
 def _epoch_times(client: "MlflowClient", run_id: str) -> dict[int, dict[str, Any]]:
     """{epoch: {EPOCH_START: s, EPOCH_END: s}} from the run's epochs.json ({} without one)."""
     import json
-    import os
     import tempfile
 
-    bar = os.environ.get(_PROGRESS_BAR_ENV)
-    os.environ[_PROGRESS_BAR_ENV] = "false"  # MLflow draws a download bar on stderr otherwise
-    try:
-        with tempfile.TemporaryDirectory(prefix="miniautoml-run-") as tmp:
+    from miniautoml.environment import temporary_env
+
+    try:  # MLflow draws a download bar on stderr otherwise
+        with temporary_env({_PROGRESS_BAR_ENV: "false"}), tempfile.TemporaryDirectory(prefix="miniautoml-run-") as tmp:
             path = client.download_artifacts(run_id, EPOCHS_ARTIFACT, tmp)
             with open(path, encoding="utf-8") as fh:
                 rows = json.load(fh)["epochs"]
         return {int(r["epoch"]): {EPOCH_START: r.get("start_time"), EPOCH_END: r.get("end_time")} for r in rows}
     except Exception:  # no such artifact (a run that never finished an epoch, or older): no times
         return {}
-    finally:
-        if bar is None:
-            os.environ.pop(_PROGRESS_BAR_ENV, None)
-        else:
-            os.environ[_PROGRESS_BAR_ENV] = bar
 
 
 def epochs_of(client: "MlflowClient", run: "Run") -> dict[str, EpochInfo]:

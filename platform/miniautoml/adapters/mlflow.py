@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from miniautoml.compat import mlflow as compat_mlflow
 from miniautoml.config import Settings
+from miniautoml.environment import preserved_env
 from miniautoml.errors import NotFoundError, UserInputError
 
 if TYPE_CHECKING:
@@ -79,14 +80,9 @@ class Tracking:
         # MLflow also exports these URIs to os.environ for child processes. Left there, every later
         # load_settings() in this process (say, of another workspace) would read them back as the
         # user's choice; our children get the URI from Settings.tool_env() instead.
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        with preserved_env("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri)
         _active = self
 
 

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import IO
 
-from miniautoml.config import CONFIG_FILE, Settings
+from miniautoml.config import Setting, Settings
 from miniautoml.errors import UserInputError
 from miniautoml.processes import ProcessRef
 
@@ -25,24 +25,17 @@ MAX_RUNNERS_ENV = "MINIAUTOML_MAX_RUNNERS"
 DEFAULT_MAX_RUNNERS = 1
 IDLE_ENV = "MINIAUTOML_RUNNER_IDLE_SECONDS"
 DEFAULT_IDLE_SECONDS = 60.0
-
-
-def _jobs_setting(settings: Settings, env: str, key: str, default: object) -> tuple[object, str]:
-    """$`env`, else `[jobs] key` in miniautoml.toml, else `default`; with where it came from."""
-    raw = os.environ.get(env)
-    if raw not in (None, ""):
-        return raw, env
-    from miniautoml.config import file_settings
-
-    return file_settings(settings.workspace).get("jobs", {}).get(key, default), f"{CONFIG_FILE} [jobs] {key}"
+MAX_RUNNERS = Setting("jobs", "max_runners", (MAX_RUNNERS_ENV,), DEFAULT_MAX_RUNNERS)
+IDLE_SECONDS = Setting("jobs", "runner_idle_seconds", (IDLE_ENV,), DEFAULT_IDLE_SECONDS)
 
 
 def max_runners(settings: Settings) -> int:
     """Concurrent runners per workspace: $MINIAUTOML_MAX_RUNNERS, else `[jobs] max_runners` in
     miniautoml.toml, else 1. 0 queues jobs without launching them (start one with `train runner`)."""
-    raw, source = _jobs_setting(settings, MAX_RUNNERS_ENV, "max_runners", DEFAULT_MAX_RUNNERS)
+    found = settings.get(MAX_RUNNERS)
+    raw, source = found.value, found.source
     try:
-        value = int(raw)  # type: ignore[call-overload]
+        value = int(raw)
     except (TypeError, ValueError):
         raise UserInputError(f"{source}={raw!r}: expected a whole number >= 0") from None
     if value < 0:
@@ -53,9 +46,10 @@ def max_runners(settings: Settings) -> int:
 def idle_seconds(settings: Settings) -> float:
     """How long a runner waits for new jobs once the queue is empty: $MINIAUTOML_RUNNER_IDLE_SECONDS,
     else `[jobs] runner_idle_seconds` in miniautoml.toml, else 60. 0: exit at once."""
-    raw, source = _jobs_setting(settings, IDLE_ENV, "runner_idle_seconds", DEFAULT_IDLE_SECONDS)
+    found = settings.get(IDLE_SECONDS)
+    raw, source = found.value, found.source
     try:
-        value = float(raw)  # type: ignore[arg-type]
+        value = float(raw)
     except (TypeError, ValueError):
         raise UserInputError(f"{source}={raw!r}: expected a number of seconds >= 0") from None
     if not value >= 0 or value == float("inf"):

@@ -9,10 +9,8 @@ parent run's id.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -136,10 +134,9 @@ def run_sweep(
         model_name=plan.request.model_name, best_run_id=None, best_value=None, model_version=None,
         alias=plan.alias, backend=plan.backend, study=str(study_mod.journal_path(settings, sweep_id)),
     )
-    trials = _Trials(settings, client, plan, study, sweep_id, result, on_trial)
+    trials = _Trials(_trial_settings(settings, plan), client, plan, study, sweep_id, result, on_trial)
     try:
-        with _runner_slots(settings, plan):
-            trials.run(poll)
+        trials.run(poll)
     except BaseException as exc:
         trials.cancel_running()
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -276,26 +273,16 @@ class _Trials:
             self._record(trial, TrialRecord(trial.number, job_id, records.FAILURE, None, params, "cancelled: the sweep was interrupted"))
 
 
-@contextmanager
-def _runner_slots(settings: Settings, plan: SweepPlan) -> Iterator[None]:
-    """On the local backend, runners for `parallel` jobs at once: the runners this sweep starts
-    inherit the limit (MINIAUTOML_MAX_RUNNERS) when the workspace allows fewer. 0 (queue
-    without launching) stays 0."""
+def _trial_settings(settings: Settings, plan: SweepPlan) -> Settings:
+    """On the local backend, runners for `parallel` jobs at once: the settings the trials are
+    submitted with raise `max_runners` to `parallel` when the workspace allows fewer, and the
+    runners they start inherit it (`Settings.tool_env`). 0 (queue without launching) stays 0."""
     from miniautoml.jobs import backends, slots
 
     current = slots.max_runners(settings)
     if plan.backend != backends.LOCAL or current == 0 or current >= plan.parallel:
-        yield
-        return
-    saved = os.environ.get(slots.MAX_RUNNERS_ENV)
-    os.environ[slots.MAX_RUNNERS_ENV] = str(plan.parallel)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(slots.MAX_RUNNERS_ENV, None)
-        else:
-            os.environ[slots.MAX_RUNNERS_ENV] = saved
+        return settings
+    return settings.with_value(slots.MAX_RUNNERS, plan.parallel)
 
 
 # --- the parent run ---------------------------------------------------------------------------

@@ -14,10 +14,9 @@ module; the service and the runner only hold a `JobBackend`.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Protocol
 
-from miniautoml.config import Settings, file_settings
+from miniautoml.config import Setting, Settings
 from miniautoml.errors import UserInputError, shown
 from miniautoml.jobs import store
 from miniautoml.jobs.backends.local import LOCAL, LocalBackend
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 
 BACKENDS = (LOCAL, RAY)
 BACKEND_ENV = "MINIAUTOML_JOBS_BACKEND"
+BACKEND = Setting("jobs", "backend", (BACKEND_ENV,), LOCAL)
 
 __all__ = [
     "BACKENDS", "BACKEND_ENV", "LOCAL", "NODE_TAG", "RAY", "RAY_ADDRESS_ENV", "JobBackend", "LocalBackend",
@@ -70,10 +70,10 @@ class JobBackend(Protocol):
 
 def choose(settings: Settings, explicit: str | None = None) -> str:
     """The backend name; UserInputError for an unknown one."""
-    jobs_conf = file_settings(settings.workspace).get("jobs", {})
-    name = (explicit or os.environ.get(BACKEND_ENV) or jobs_conf.get("backend") or LOCAL).strip().lower()
+    found = settings.get(BACKEND)
+    name = str(explicit or found.value).strip().lower()
     if name not in BACKENDS:
-        source = "--backend" if explicit else BACKEND_ENV if os.environ.get(BACKEND_ENV) else "[jobs] backend"
+        source = "--backend" if explicit else found.source
         raise UserInputError(f"{source} {shown(name)}: unknown jobs backend; expected local or ray")
     return name
 

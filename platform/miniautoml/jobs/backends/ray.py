@@ -18,14 +18,13 @@ said, whether Ray already reports it FAILED or still RUNNING.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from miniautoml.config import Settings, file_settings
+from miniautoml.config import Setting, Settings
 from miniautoml.errors import MiniAutoMLError, UserInputError
 from miniautoml.jobs import finish, outcome, shipping, store
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
 RAY = "ray"
 RAY_ADDRESS_ENV = "MINIAUTOML_RAY_ADDRESS"
+RAY_ADDRESS = Setting("jobs", "ray_address", (RAY_ADDRESS_ENV,))
 # the local record's keys for Ray jobs
 RAY_STATUS, RAY_NODE, RAY_NODE_IP = "ray_status", "ray_node", "ray_node_ip"
 RAY_TERMINAL = outcome.RAY_TERMINAL
@@ -46,8 +46,7 @@ def ray_address(settings: Settings) -> str:
     """`MINIAUTOML_RAY_ADDRESS`, else `[jobs] ray_address`, else the cluster `cluster up` recorded."""
     from miniautoml import cluster
 
-    address = os.environ.get(RAY_ADDRESS_ENV) or file_settings(settings.workspace).get("jobs", {}).get("ray_address")
-    address = address or cluster.recorded_address(settings)
+    address = settings.get(RAY_ADDRESS).value or cluster.recorded_address(settings)
     if not address:
         raise UserInputError(
             "jobs backend ray: no Ray cluster; start one with `miniautoml cluster up` "
