@@ -27,6 +27,7 @@ from miniautoml.adapters import mlflow as mlflow_adapter
 from miniautoml.config import STATE_DIR, Settings, load_settings
 from miniautoml.contract import tags as run_tags
 from miniautoml.contract.trainer import JOB_ID_ENV
+from miniautoml.environment import temporary_env
 from miniautoml.redact import redact_text, redact_uri
 from training_code.data import Examples
 
@@ -73,11 +74,8 @@ def workspace_settings() -> Settings:
     if not os.environ.get("MINIAUTOML_WORKSPACE"):
         top = subprocess.run(["git", "-C", str(user_dir), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
         workspace = Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else user_dir
-    del os.environ["MLFLOW_TRACKING_URI"]
-    try:
+    with temporary_env({"MLFLOW_TRACKING_URI": None}):  # the workspace's own store, not MLflow's default
         return load_settings(workspace)
-    finally:
-        os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
 def _store_key(uri: str) -> str:
