@@ -51,7 +51,9 @@ class Resolved:
     source: str  # an environment variable, `miniautoml.toml [section] key`, "set here" or "default"
 
 
-def resolve(setting: Setting, conf: Mapping[str, Any], values: Mapping[Setting, Any] | None = None) -> Resolved:
+def resolve(
+    setting: Setting, conf: Mapping[str, Any], values: Mapping[Setting, Any] | None = None
+) -> Resolved:
     """`setting`'s value: one set in this process (`values`), else its environment variable,
     else `conf` (the parsed miniautoml.toml), else its default. Empty variables are unset."""
     if values and setting in values:

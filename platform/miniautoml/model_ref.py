@@ -85,7 +85,8 @@ class ModelRef:
         alias = text.removeprefix("@")
         if not _ALIAS_RE.fullmatch(alias):
             raise UserInputError(
-                f"version {shown(text)}: expected a version number (1, 2, ...) or an alias (letters, digits, '_', '-')"
+                f"version {shown(text)}: expected a version number (1, 2, ...) "
+                "or an alias (letters, digits, '_', '-')"
             )
         name = _name(name)
         return cls(f"{name}@{alias}", "alias", name=name, alias=alias)

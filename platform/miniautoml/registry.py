@@ -200,7 +200,8 @@ def get_version(settings: Settings, ref: ModelRef) -> ModelVersionInfo:
     missing = f"model {rm.name!r} has no {what} {ref.selector!r} (aliases: {known})"
     with mlflow_adapter.errors(not_found=missing):
         if ref.kind == "version":
-            return _with_runs(client, [_version_info(client.get_model_version(rm.name, ref.selector), _aliases(rm))])[0]
+            mv = client.get_model_version(rm.name, ref.selector)
+            return _with_runs(client, [_version_info(mv, _aliases(rm))])[0]
         if ref.alias in (rm.aliases or {}):
             mv = client.get_model_version_by_alias(rm.name, ref.selector)
             return _with_runs(client, [_version_info(mv, _aliases(rm))])[0]

@@ -127,8 +127,9 @@ def _epoch_times(client: "MlflowClient", run_id: str) -> dict[int, dict[str, Any
 
     from miniautoml.environment import temporary_env
 
-    try:  # MLflow draws a download bar on stderr otherwise
-        with temporary_env({_PROGRESS_BAR_ENV: "false"}), tempfile.TemporaryDirectory(prefix="miniautoml-run-") as tmp:
+    no_bar = temporary_env({_PROGRESS_BAR_ENV: "false"})  # MLflow draws a download bar on stderr otherwise
+    try:
+        with no_bar, tempfile.TemporaryDirectory(prefix="miniautoml-run-") as tmp:
             path = client.download_artifacts(run_id, EPOCHS_ARTIFACT, tmp)
             with open(path, encoding="utf-8") as fh:
                 rows = json.load(fh)["epochs"]

@@ -11,7 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from miniautoml.config import CONFIG_FILE, Settings, StorageSettings, dvc_remote_url, load_settings, s3_dvc_url
+from miniautoml.config import (
+    CONFIG_FILE,
+    Settings,
+    StorageSettings,
+    dvc_remote_url,
+    load_settings,
+    s3_dvc_url,
+)
 from miniautoml.errors import MiniAutoMLError
 from miniautoml.files import atomic_write_json, atomic_write_text
 

@@ -51,7 +51,9 @@ def _model_ref(value: object) -> ModelRef:
 ModelIdField = Annotated[
     ModelRef,
     PlainValidator(_model_ref),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_MODEL_ID_CHARS, "pattern": MODEL_ID_PATTERN}),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_ID_CHARS, "pattern": MODEL_ID_PATTERN}
+    ),
 ]
 
 

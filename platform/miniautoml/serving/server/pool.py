@@ -45,7 +45,8 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What answers a model id now: the loaded model and where the id led (run, registered name and version)."""
+    """What answers a model id now: the loaded model and where the id led (run, registered name
+    and version)."""
 
     model: LoadedModel
     source: ModelSource
