@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLATFORM, TRAINER, BENTOS = REPO / "platform" / "miniautoml", REPO / "training_code", REPO / "bentos"
 # What the trainer may use of the platform: the contract, and the platform's shared base.
 TRAINER_MAY_IMPORT = ("miniautoml.contract", "miniautoml.config", "miniautoml.errors", "miniautoml.redact",
+                      "miniautoml.environment",
                       "miniautoml.suggest", "miniautoml.adapters.mlflow", "miniautoml.adapters.git")  # fmt: skip
 # Logged with each model (MLflow code_paths) and loaded where no platform is installed.
 MODEL_MODULES = ("pyfunc.py", "minilm.py", "model.py", "tokenizer.py")
