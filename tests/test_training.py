@@ -492,7 +492,8 @@ def test_mlflow_run_trains_from_a_data_path(tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     cmd = [PY, "-m", "mlflow", "run", str(REPO), "-e", "train", "--env-manager", "local", "--experiment-name", "miniautoml"]
-    cmd += ["-P", f"data_path={slice_csv}", "-P", "overrides=epochs=1 batch_size=16"]
+    # epochs and batch_size are MLproject parameters: MLflow records them as given, so they are not overrides
+    cmd += ["-P", f"data_path={slice_csv}", "-P", "epochs=1", "-P", "batch_size=16"]
     proc = subprocess.run(
         cmd,
         capture_output=True,
