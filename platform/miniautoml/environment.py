@@ -14,18 +14,10 @@ def temporary_env(changes: Mapping[str, str | None]) -> Iterator[None]:
     never to pass a setting within this process: `Settings.with_value` does that."""
     saved = {name: os.environ.get(name) for name in changes}
     try:
-        for name, value in changes.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply(changes)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply(saved)
 
 
 @contextmanager
@@ -33,3 +25,12 @@ def preserved_env(*names: str) -> Iterator[None]:
     """Whatever the block does to `names` (a library that exports them), they end as they began."""
     with temporary_env({name: os.environ.get(name) for name in names}):
         yield
+
+
+def _apply(values: Mapping[str, str | None]) -> None:
+    """Set each variable of `values`; None unsets it."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
